@@ -1,0 +1,211 @@
+"""Benchmark: full-size path-integrator training step (4096 units, 512 place cells, batch 200, T = 20).
+
+Measures, in one run and on this machine:
+  * the machine's matmul throughput (GFLOP/s) in float32 and bfloat16, over the shapes the step uses (peak = best);
+  * our training step (the loop's compiled step: data, forward, loss, backward, Adam) for the 2-layer RNN (the
+    reference architecture) in float32 and mixed_bfloat16, and optionally the UGRNN (the thesis' best model);
+  * the reference PyTorch implementation's step (bench/torch_reference.py), when torch is installed;
+  * FLOPs per step counted analytically (matmuls only, multiply-add = 2 FLOPs), the fraction of the matmul roofline
+    reached, and peak memory (TensorFlow allocator peak during one step, and process peak RSS).
+Every configuration runs in its own subprocess so memory figures and dtype policies do not mix.
+
+Usage: python bench/path_integration.py [--out bench/results/path_integration.json] [--steps 3] [--ugrnn]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+N_UNITS, N_PLACE, BATCH, SEQ = 4096, 512, 200, 20
+REFERENCE_FIGURE_S = 2.9  # ../shared/DEPENDENCIES.md: reference PyTorch step on this kind of machine, float32
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def step_flops(kind: str, n: int = N_UNITS, p: int = N_PLACE, b: int = BATCH, t: int = SEQ, d: int = 2) -> float:
+    """Matmul FLOPs of one training step (forward + input and weight gradients; no input gradient of the data)."""
+    readout = 3 * 2 * t * b * n * p  # forward, dG, dW
+    encoder = 2 * 2 * b * p * n  # forward, dE
+    if kind == "rnn":
+        return 3 * t * 2 * b * n * n + readout + encoder + 2 * 2 * t * b * d * n
+    if kind == "ugrnn":
+        cell = 3 * t * 2 * b * (2 * n) * (2 * n)  # [x; h] (b, 2n) @ W (2n, 2n) per step
+        g_dense = 3 * 2 * t * b * n * n
+        return cell + g_dense + readout + encoder + 2 * 2 * t * b * d * n
+    raise ValueError(kind)
+
+
+def matmul_peak(dtype_name: str, reps: int = 5) -> dict:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    dtype = getattr(tf, dtype_name)
+    shapes = {
+        "square_4096": (4096, 4096, 4096),
+        "recurrent_200x4096x4096": (200, 4096, 4096),
+        "readout_4000x4096x512": (4000, 4096, 512),
+        "weight_grad_4096x4000x4096": (4096, 4000, 4096),
+    }
+    out = {}
+    for name, (m, k, n) in shapes.items():
+        a = tf.cast(tf.random.normal((m, k)), dtype)
+        w = tf.cast(tf.random.normal((k, n)), dtype)
+        fn = tf.function(lambda a, w: tf.reduce_sum(tf.cast(tf.matmul(a, w), tf.float32)))
+        fn(a, w).numpy()
+        times = []
+        for _ in range(reps):
+            began = time.perf_counter()
+            fn(a, w).numpy()
+            times.append(time.perf_counter() - began)
+        out[name] = 2 * m * k * n / min(times) / 1e9
+    return {"gflops_by_shape": out, "peak_gflops": max(out.values())}
+
+
+def ours(kind: str, precision: str, steps: int) -> dict:
+    import functools  # pylint: disable=g-import-not-at-top
+
+    import keras
+    import tensorflow as tf
+
+    from goaldriven.models import path_integrators
+    from goaldriven.tasks import loop, path_integration
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)  # 2 cores: concurrent matmuls only contend
+    keras.mixed_precision.set_global_policy(precision)
+    task = path_integration.PathIntegrationTask(
+        model_fn=functools.partial(path_integrators.build_path_integrator, kind=kind, units=N_UNITS)
+    )
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = task.build_model()
+        optimizer = keras.optimizers.Adam(1e-4)
+        optimizer.build(model.trainable_variables)
+    train = loop._make_train_loop(
+        task,
+        model,
+        optimizer,
+        strategy,
+        jit_compile=False,  # pylint: disable=protected-access
+        clip_global_norm=None,
+    )
+    iterator = iter(
+        strategy.distribute_datasets_from_function(
+            lambda ctx: task.train_dataset(global_batch_size=BATCH, input_context=ctx, start_step=0, seed=0)
+        )
+    )
+    one = tf.constant(1)
+    float(train(iterator, one)["loss"])  # trace + warm-up
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    times = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        float(train(iterator, one)["loss"])
+        times.append(time.perf_counter() - began)
+    memory = tf.config.experimental.get_memory_info("CPU:0")
+    params = sum(int(tf.size(v)) for v in model.trainable_variables)
+    return {
+        "step_seconds": statistics.median(times),
+        "step_seconds_all": times,
+        "trainable_parameters": params,
+        "tf_peak_memory_mb": memory["peak"] / 2**20,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _subprocess(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "path_integration.json"))
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--ugrnn", action="store_true", help="also time the full-size UGRNN (about 10 s per step)")
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        print(json.dumps(matmul_peak(*rest) if kind == "peak" else ours(kind, rest[0], args.steps)))
+        return
+
+    me = os.path.abspath(__file__)
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+        "shape": {"units": N_UNITS, "place_cells": N_PLACE, "global_batch_size": BATCH, "sequence_length": SEQ},
+        "reference_figure_seconds": REFERENCE_FIGURE_S,
+    }
+    peaks = {}
+    for dtype in ("float32", "bfloat16"):
+        peaks[dtype] = _subprocess([me, "--worker", "peak", dtype])
+        print(
+            f"matmul {dtype}: peak {peaks[dtype]['peak_gflops']:.0f} GFLOP/s "
+            f"({', '.join(f'{k} {v:.0f}' for k, v in peaks[dtype]['gflops_by_shape'].items())})",
+            flush=True,
+        )
+    result["matmul"] = peaks
+    kinds = ["rnn"] + (["ugrnn"] if args.ugrnn else [])
+    runs = {}
+    for kind in kinds:
+        flops = step_flops(kind)
+        for precision, dtype in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
+            run = _subprocess([me, "--steps", str(args.steps), "--worker", kind, precision])
+            roofline = flops / (peaks[dtype]["peak_gflops"] * 1e9)
+            run.update(
+                {
+                    "gflop_per_step": flops / 1e9,
+                    "achieved_gflops": flops / run["step_seconds"] / 1e9,
+                    "roofline_seconds": roofline,
+                    "step_over_roofline": run["step_seconds"] / roofline,
+                }
+            )
+            runs[f"{kind}_{precision}"] = run
+            print(
+                f"ours {kind} {precision}: {run['step_seconds']:.3f} s/step, {run['achieved_gflops']:.0f} GFLOP/s, "
+                f"{run['step_over_roofline']:.2f}x the matmul roofline ({roofline:.3f} s), "
+                f"TF peak memory {run['tf_peak_memory_mb']:.0f} MB, peak RSS {run['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+    result["ours"] = runs
+    if importlib.util.find_spec("torch") is not None:
+        torch_run = _subprocess([os.path.join(HERE, "torch_reference.py"), str(args.steps)])
+        torch_run["gflop_per_step"] = (step_flops("rnn") + 2 * SEQ * BATCH * N_UNITS * (N_UNITS + N_PLACE)) / 1e9
+        print(f"reference PyTorch (two forward passes per step): {torch_run['step_seconds']:.3f} s/step", flush=True)
+    else:
+        torch_run = None
+        print("torch not installed (pip install -e '.[bench]'): comparing with the 2.9 s figure only", flush=True)
+    result["reference_torch"] = torch_run
+    speedups = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        mine = runs[f"rnn_{precision}"]["step_seconds"]
+        speedups[precision] = {"vs_reference_figure": REFERENCE_FIGURE_S / mine}
+        if torch_run:
+            speedups[precision]["vs_reference_same_run"] = torch_run["step_seconds"] / mine
+    result["speedup"] = speedups
+    result["targets"] = {
+        "float32_speedup_1.5x": speedups["float32"],
+        "mixed_bfloat16_speedup_3x": speedups["mixed_bfloat16"],
+        "float32_within_1.3x_roofline": runs["rnn_float32"]["step_over_roofline"] <= 1.3,
+    }
+    for precision, values in speedups.items():
+        print(f"speed-up {precision}: " + ", ".join(f"{k} {v:.2f}x" for k, v in values.items()))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Checkpoints that resume exactly: model, optimizer and step (the step is the data state, see tasks/base.py).
+
+`tf.train.CheckpointManager` writes each checkpoint's files under temporary names and then atomically rewrites the
+`checkpoint` index file, so a run killed mid-save still resumes from the previous complete checkpoint. Under
+MultiWorkerMirroredStrategy every worker must take part in a save; only the chief writes to the workdir, the others
+write to a scratch folder that is deleted afterwards.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import tensorflow as tf
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+    """Writes JSON via a temporary file and os.replace, so readers never see a half-written file."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+class Checkpointer:
+    """Saves and restores a set of trackables (model, optimizer, step) in `<workdir>/checkpoints`.
+
+    Every worker restores from `<workdir>/checkpoints`; a non-chief worker saves to its own scratch folder.
+    """
+
+    def __init__(
+        self, workdir: str, *, is_chief: bool = True, worker_id: int = 0, max_to_keep: int = 3, **trackables: Any
+    ):
+        self.directory = os.path.join(workdir, "checkpoints")
+        self.save_directory = (
+            self.directory if is_chief else os.path.join(workdir, "checkpoints_scratch", f"worker_{worker_id}")
+        )
+        self.is_chief = is_chief
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.save_directory, max_to_keep=max_to_keep)
+
+    @property
+    def latest(self) -> str | None:
+        """The newest complete checkpoint in the workdir."""
+        return tf.train.latest_checkpoint(self.directory)
+
+    def restore_latest(self) -> str | None:
+        """Restores the newest checkpoint, if any; raises ValueError naming the fix when it does not match the model."""
+        path = self.latest
+        if path is None:
+            return None
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+            raise ValueError(
+                f"checkpoint {path} does not match the model being trained ({type(e).__name__}: {str(e)[:300]}). "
+                "The workdir holds a run of a different configuration: use a new --workdir, or the config that made it."
+            ) from e
+        return path
+
+    def save(self, step: int) -> str:
+        path = self.manager.save(checkpoint_number=step)
+        if not self.is_chief:
+            remove_scratch(self.save_directory)
+        return path
+
+
+def remove_scratch(directory: str) -> None:
+    """Deletes a non-chief worker's scratch folder, and its parent once no other worker's is left."""
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(directory))
+    except OSError:
+        pass  # Another worker's scratch folder is still there.

@@ -1,0 +1,1 @@
+"""Tasks (objective + data + model + metrics) and the distributed training loop that runs any of them."""

@@ -1,0 +1,148 @@
+"""Train or evaluate one gin experiment on a tf.distribute strategy.
+
+Usage:
+  goaldriven-train --gin_file=gin/experiments/path_integration__quick.gin --workdir=/tmp/pi_quick --strategy=cpu
+  goaldriven-train --gin_file=gin/experiments/path_integration__ugrnn_relu_place_cells.gin \
+      --gin_file=gin/runtime/tpu.gin --workdir=gs://bucket/pi --strategy=tpu --tpu=my-tpu
+
+Flags say where and how to run; gin says what (task, model, optimizer, schedule, steps, precision). Rerunning the
+same command resumes from the last checkpoint in --workdir. Command-line knobs are gin macros:
+  --gin_bindings='TRAIN_STEPS = 2000' --gin_bindings='GLOBAL_BATCH_SIZE = 64'
+"""
+
+import os
+import sys
+import time
+import traceback
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up notices (before importing it).
+
+from absl import (
+    app,  # pylint: disable=g-import-not-at-top
+    flags,
+    logging,
+)
+
+import gin
+from goaldriven import config_paths, distribute
+from goaldriven.tasks import loop
+
+_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable; later ones override).")
+_GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (repeatable), e.g. 'TRAIN_STEPS = 10'.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, summaries, metrics.json and evaluations.")
+_STRATEGY = flags.DEFINE_enum("strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind.")
+_TPU = flags.DEFINE_string("tpu", None, "TPU name, grpc:// address, or 'local' (with --strategy=tpu).")
+_MODE = flags.DEFINE_enum(
+    "mode",
+    "train",
+    list(loop.MODES),
+    "train: train (resuming if possible), then evaluate; eval: evaluate the last checkpoint.",
+)
+
+
+def _fail(message: str) -> None:
+    print(f"goaldriven-train: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _parse_gin() -> list[str]:
+    if not _GIN_FILE.value:
+        _fail(
+            "no --gin_file given; pass an experiment, e.g. --gin_file=gin/experiments/path_integration__quick.gin. "
+            f"Available experiments: {', '.join(config_paths.list_experiments()) or 'none found'}."
+        )
+    try:
+        files = [config_paths.resolve_gin_file(name) for name in _GIN_FILE.value]
+    except FileNotFoundError as e:
+        _fail(str(e))
+    for root in config_paths.gin_roots():
+        gin.add_config_file_search_path(str(root))
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.FATAL)  # gin logs an ERROR for every include it then finds on a search path.
+    try:
+        gin.parse_config_files_and_bindings(files, _GIN_BINDINGS.value)
+    except Exception as e:  # pylint: disable=broad-except  Any parse error is a config error; report it in one line.
+        detail = " ".join(str(e).split())
+        _fail(
+            f"gin config error: {detail}. Fix the named binding in --gin_bindings or the gin file "
+            "(command-line knobs are macros such as 'TRAIN_STEPS = 10')."
+        )
+    finally:
+        logging.set_verbosity(verbosity)
+    return files
+
+
+def _config_writer(workdir: str, is_chief: bool):
+    """Writes the operative config to <workdir>/operative_config.gin without overwriting another run's config."""
+    started = time.strftime("%Y%m%d-%H%M%S")
+    state = {"path": None}
+
+    def write() -> None:
+        if not is_chief:
+            return
+        text = gin.operative_config_str()
+        path = state["path"] or os.path.join(workdir, "operative_config.gin")
+        if state["path"] is None and os.path.exists(path):
+            with open(path) as f:
+                if f.read() != text:
+                    path = os.path.join(workdir, f"operative_config.{started}.gin")
+                    print(
+                        f"note: {workdir} holds a run with a different config; this run's config is written to {path}",
+                        flush=True,
+                    )
+        os.makedirs(workdir, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+        state["path"] = path
+
+    return write
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments {argv[1:]}; every option is a --flag (see --helpfull).")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(
+            logging.WARNING
+        )  # TensorFlow's INFO lines drown the progress lines; --verbosity=0 shows them.
+    if not _WORKDIR.value:
+        _fail("--workdir is required: a folder (local or gs://) for checkpoints, logs and evaluations.")
+    _parse_gin()
+    try:
+        strategy = distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value)
+        write_config = _config_writer(_WORKDIR.value, distribute.is_chief(strategy))
+        try:
+            run = gin.get_configurable(loop.run)
+        except (ValueError, KeyError):
+            _fail(
+                "the gin files do not configure goaldriven.tasks.loop.run; include a task config "
+                "(gin/tasks/*.gin binds loop.run) or use an experiment from gin/experiments/."
+            )
+        result = run(
+            strategy=strategy,
+            workdir=_WORKDIR.value,
+            mode=_MODE.value,
+            on_built=write_config,
+            log=lambda line: print(line, flush=True),
+        )
+        write_config()
+    except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:
+        trace_path = os.path.join(_WORKDIR.value, "error_traceback.txt")
+        try:
+            os.makedirs(_WORKDIR.value, exist_ok=True)
+            with open(trace_path, "w") as f:
+                traceback.print_exc(file=f)
+        except OSError:
+            trace_path = "not written"
+        _fail(f"{' '.join(str(e).split())} (traceback: {trace_path})")
+    print(f"done: status {result['status']} at step {result['step']}; outputs in {_WORKDIR.value}", flush=True)
+
+
+def run_main() -> None:
+    """Console-script entry point (goaldriven-train)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()
