@@ -11,6 +11,7 @@ same command resumes from the last checkpoint in --workdir. Command-line knobs a
 """
 
 import os
+import re
 import sys
 import time
 import traceback
@@ -69,7 +70,21 @@ def _parse_gin() -> list[str]:
         )
     finally:
         logging.set_verbosity(verbosity)
+    _check_macro_bindings(_GIN_BINDINGS.value)
     return files
+
+
+def _check_macro_bindings(bindings: list[str]) -> None:
+    """A command-line macro that no config reads is almost always a typo: refuse it rather than ignore it."""
+    config = gin.config_str()
+    known = sorted(set(re.findall(r"%([A-Z][A-Z0-9_]*)", config)))
+    for binding in bindings:
+        match = re.match(r"\s*([A-Z][A-Z0-9_]*)\s*=", binding)
+        if match and f"%{match.group(1)}" not in config:
+            _fail(
+                f"--gin_bindings sets macro {match.group(1)}, which no config uses; macros these configs read: "
+                f"{', '.join(known)}."
+            )
 
 
 def _config_writer(workdir: str, is_chief: bool):

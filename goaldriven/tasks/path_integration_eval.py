@@ -41,7 +41,7 @@ class PathIntegrationEvaluation:
       batches, global_batch_size: size of the seeded evaluation set (thesis: 100 x 200).
       seed: seed of the evaluation trajectories (shared by all models).
       train_box_batches: batches for the decoding error in the training box (0: skip).
-      ratemap_bins: bins per side (thesis: 20 for the 1 m box).
+      ratemap_bins: bins per side; None: 5 cm bins as in the thesis (20 in the 1 m box, 30 in the 1.5 m box).
       layers: feature layers to map and score ("g" is the MEC layer; 3-layer networks also have "rnn").
       grid_method: "mean" (thesis) or "minmax" (Banino et al.) grid score.
       knockout_grid_thresholds, knockout_border_thresholds: thresholds at which to knock out units of "g".
@@ -57,7 +57,7 @@ class PathIntegrationEvaluation:
     global_batch_size: int = 200
     seed: int = 20211206
     train_box_batches: int = 10
-    ratemap_bins: int = 20
+    ratemap_bins: int | None = None
     layers: tuple[str, ...] = ("g",)
     grid_method: str = "mean"
     knockout_grid_thresholds: tuple[float, ...] = (0.3,)
@@ -68,11 +68,18 @@ class PathIntegrationEvaluation:
     n_best_units: int = 16
 
     def __post_init__(self):
-        for name in ("batches", "global_batch_size", "ratemap_bins"):
+        for name in ("batches", "global_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"PathIntegrationEvaluation.{name} must be positive; received {getattr(self, name)}.")
         if self.knockout_draws < 0 or self.knockout_batches < 0 or self.train_box_batches < 0:
             raise ValueError("knockout_draws, knockout_batches and train_box_batches must be >= 0.")
+        if self.ratemap_bins is not None and self.ratemap_bins < 2:
+            raise ValueError(f"ratemap_bins must be >= 2 (or None for 5 cm bins); received {self.ratemap_bins}.")
+
+    @property
+    def bins(self) -> int:
+        """Rate-map bins per side: `ratemap_bins`, or 5 cm bins (thesis Section 4.8.2)."""
+        return self.ratemap_bins if self.ratemap_bins is not None else max(2, round(self.box_width / 0.05))
 
 
 def _episode_errors(out: dict[str, np.ndarray]) -> np.ndarray:
@@ -125,7 +132,7 @@ def evaluate(
         for layer in layers:
             acts = out[layer].reshape(positions.shape[0], -1)
             if layer not in accumulators:
-                accumulators[layer] = ratemaps_lib.RateMapAccumulator(acts.shape[1], box, box, config.ratemap_bins)
+                accumulators[layer] = ratemaps_lib.RateMapAccumulator(acts.shape[1], box, box, config.bins)
             accumulators[layer].add(positions, acts)
         errors.append(_episode_errors(out))
         if example is None:
