@@ -9,12 +9,12 @@ Usage: python bench/grid_score_null.py [--out bench/results/grid_score_null.json
 """
 
 import argparse
-import json
 import os
 
 import numpy as np
 import scipy.ndimage
 
+from goaldriven import checkpointing
 from goaldriven.neural_fits import spatial_scores
 
 N_BINS = 20
@@ -61,9 +61,7 @@ def main():
         print(
             f"min_overlap {min_overlap:3d}: " + ", ".join(f"{k} {v:.1%}" for k, v in row.items() if k != "min_overlap")
         )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    checkpointing.write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
 
 

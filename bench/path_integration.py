@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from goaldriven import checkpointing
+
 N_UNITS, N_PLACE, BATCH, SEQ = 4096, 512, 200, 20
 REFERENCE_FIGURE_S = 2.9  # ../shared/DEPENDENCIES.md: reference PyTorch step on this kind of machine, float32
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -244,9 +246,7 @@ def main() -> None:
     }
     for precision, values in speedups.items():
         print(f"speed-up {precision}: " + ", ".join(f"{k} {v:.2f}x" for k, v in values.items()))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    checkpointing.write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
 
 

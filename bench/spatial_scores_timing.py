@@ -1,6 +1,6 @@
 """Timing of rate-map accumulation, grid scores and border scores at thesis scale.
 
-Usage: python bench/spatial_scores_timing.py [out.json]   (default /tmp/spatial_scores_timing.json)
+Usage: python bench/spatial_scores_timing.py [out.json]   (default bench/results/spatial_scores_timing.json)
 
 Scale: 4096 units, 20 x 20 bins, 400,000 samples streamed in chunks of 20,000.
 """
@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from goaldriven import checkpointing
 from goaldriven.neural_fits import spatial_scores
 from goaldriven.neural_fits.ratemaps import RateMapAccumulator
 
@@ -55,11 +56,14 @@ def main(out_path: str) -> dict:
         "border_scores_s": round(t_border, 3),
         "grid_plus_border_first_call_s": round(t_grid_cold + t_border, 3),
     }
-    with open(out_path, "w") as f:
-        json.dump(result, f, indent=2)
+    checkpointing.write_json_atomic(out_path, result)
     print(json.dumps(result, indent=2))
     return result
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/spatial_scores_timing.json")
+    main(
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "spatial_scores_timing.json")
+    )

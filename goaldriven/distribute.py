@@ -57,3 +57,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         or task_type == "chief"
         or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
     )
+
+
+def worker_id(strategy: tf.distribute.Strategy) -> int:
+    """This worker's task index under a cluster resolver (0 outside multi-worker training)."""
+    resolver = getattr(strategy.extended, "_cluster_resolver", None)
+    return int(getattr(resolver, "task_id", 0) or 0)

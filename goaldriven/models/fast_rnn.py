@@ -108,6 +108,7 @@ class SimpleRNNSequence(keras.layers.Layer):
     Call args:
       inputs: (b, t, d).
       initial_state: (b, n).
+      unit_mask: optional (n,) 0/1 mask; masked units are silenced (their outputs are 0 and reach no other unit).
 
     Returns:
       (b, t, n) states.
@@ -148,15 +149,19 @@ class SimpleRNNSequence(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
 
-    def call(self, inputs, initial_state):
+    def call(self, inputs, initial_state, unit_mask=None):
         dtype = self.compute_dtype
         kernel = tf.cast(tf.convert_to_tensor(self.kernel), dtype)
         recurrent = tf.cast(tf.convert_to_tensor(self.recurrent_kernel), dtype)
         drive = tf.einsum("btd,dn->tbn", tf.cast(inputs, dtype), kernel)  # (t, b, n): all steps in one matmul
         if self.use_bias:
             drive += tf.cast(tf.convert_to_tensor(self.bias), dtype)
-        states = simple_rnn_sequence(tf.cast(initial_state, dtype), drive, recurrent, self.activation)
-        return tf.transpose(states, (1, 0, 2))  # (b, t, n)
+        h0 = tf.cast(initial_state, dtype)
+        if unit_mask is not None:  # Zero the silenced units' outgoing weights and initial state: same as h * mask.
+            mask = tf.cast(unit_mask, dtype)
+            recurrent, h0 = recurrent * mask[:, None], h0 * mask
+        states = tf.transpose(simple_rnn_sequence(h0, drive, recurrent, self.activation), (1, 0, 2))  # (b, t, n)
+        return states if unit_mask is None else states * mask
 
     def compute_output_shape(self, inputs_shape, initial_state_shape=None):
         return (inputs_shape[0], inputs_shape[1], self.units)

@@ -126,17 +126,7 @@ class PathIntegrator(keras.Model):
         return {"logits": logits, "features": {"rnn": rnn, "g": g}}
 
     def _call_two_layer(self, x, code, unit_mask):
-        g0 = self.encoder(code)
-        if unit_mask is None:
-            g = self.recurrence(x, g0)
-            return {"logits": tf.cast(self.readout(g), tf.float32), "features": {"g": g}}
-        # Silenced units: mask their outgoing weights (recurrent and readout) and report zeros for them.
-        rnn = self.recurrence
-        dtype = rnn.compute_dtype
-        mask = tf.cast(unit_mask, dtype)
-        drive = tf.einsum("btd,dn->tbn", tf.cast(x, dtype), tf.cast(tf.convert_to_tensor(rnn.kernel), dtype))
-        recurrent = tf.cast(tf.convert_to_tensor(rnn.recurrent_kernel), dtype) * mask[:, None]
-        g = tf.transpose(fast_rnn.simple_rnn_sequence(g0 * mask, drive, recurrent, self.activation), (1, 0, 2)) * mask
+        g = self.recurrence(x, self.encoder(code), unit_mask=unit_mask)  # silenced units reach neither J nor W
         return {"logits": tf.cast(self.readout(g), tf.float32), "features": {"g": g}}
 
     def get_config(self):

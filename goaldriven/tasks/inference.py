@@ -36,18 +36,7 @@ class ReplicatedRunner:
         seed: int,
     ) -> list[Any]:
         """The distributed global batches 0..num_batches-1 of the seeded batch function, held in memory."""
-        base.check_global_batch_size(global_batch_size, self.strategy.num_replicas_in_sync)
-        dataset = self.strategy.distribute_datasets_from_function(
-            lambda ctx: base.step_indexed_dataset(
-                make_global_batch,
-                global_batch_size=global_batch_size,
-                input_context=ctx,
-                start_step=0,
-                seed=seed,
-                num_steps=num_batches,
-            )
-        )
-        return list(dataset)
+        return list(self._dataset(make_global_batch, global_batch_size, num_batches, seed))
 
     def run(self, dist_batches: Iterable[Any], args: tuple[Any, ...] = ()) -> Iterator[dict[str, np.ndarray]]:
         """Yields the gathered NumPy outputs of `fn` for each distributed batch."""
@@ -64,8 +53,11 @@ class ReplicatedRunner:
         args: tuple[Any, ...] = (),
     ) -> Iterator[dict[str, np.ndarray]]:
         """`run` over freshly distributed batches (streams them: memory stays bounded for long evaluations)."""
+        return self.run(self._dataset(make_global_batch, global_batch_size, num_batches, seed), args)
+
+    def _dataset(self, make_global_batch, global_batch_size, num_batches, seed):
         base.check_global_batch_size(global_batch_size, self.strategy.num_replicas_in_sync)
-        dataset = self.strategy.distribute_datasets_from_function(
+        return self.strategy.distribute_datasets_from_function(
             lambda ctx: base.step_indexed_dataset(
                 make_global_batch,
                 global_batch_size=global_batch_size,
@@ -75,4 +67,3 @@ class ReplicatedRunner:
                 num_steps=num_batches,
             )
         )
-        return self.run(dataset, args)

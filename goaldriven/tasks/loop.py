@@ -110,7 +110,7 @@ def run(
         ckpt = checkpointing.Checkpointer(
             workdir,
             is_chief=chief,
-            worker_id=_worker_id(strategy),
+            worker_id=distribute.worker_id(strategy),
             max_to_keep=max_checkpoints,
             model=model,
             optimizer=opt,
@@ -131,7 +131,7 @@ def run(
             out_dir = (
                 os.path.join(workdir, "eval", f"step_{step}")
                 if chief
-                else os.path.join(workdir, "eval_scratch", f"worker_{_worker_id(strategy)}")
+                else os.path.join(workdir, "eval_scratch", f"worker_{distribute.worker_id(strategy)}")
             )
             metrics = task.evaluate(model, strategy=strategy, output_dir=out_dir, step=step, log=log)
             reporter.evaluation(step, metrics)
@@ -282,11 +282,6 @@ def _validate(
             "jit_compile=True under a multi-replica CPU strategy fails in TensorFlow "
             "(keras-team/keras#18716); set JIT_COMPILE = False or use --strategy=cpu."
         )
-
-
-def _worker_id(strategy: tf.distribute.Strategy) -> int:
-    resolver = getattr(strategy.extended, "_cluster_resolver", None)
-    return int(getattr(resolver, "task_id", 0) or 0)
 
 
 @contextlib.contextmanager
