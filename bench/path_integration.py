@@ -9,7 +9,10 @@ Measures, in one run and on this machine:
     reached, and peak memory (TensorFlow allocator peak during one step, and process peak RSS).
 Every configuration runs in its own subprocess so memory figures and dtype policies do not mix.
 
-Usage: python bench/path_integration.py [--out bench/results/path_integration.json] [--steps 3] [--ugrnn]
+The machine is shared and noisy (single measurements vary by +-15%), so the measurements run in interleaved rounds
+and every ratio is taken within a round; the JSON keeps every round and reports medians.
+
+Usage: python bench/path_integration.py [--out bench/results/path_integration.json] [--steps 3] [--rounds 3] [--ugrnn]
 """
 
 import argparse
@@ -172,7 +175,8 @@ def _subprocess(args: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results", "path_integration.json"))
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (ours, reference, matmul peaks)")
     parser.add_argument("--ugrnn", action="store_true", help="also time the full-size UGRNN (about 10 s per step)")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,6 +186,9 @@ def main() -> None:
         return
 
     me = os.path.abspath(__file__)
+    has_torch = importlib.util.find_spec("torch") is not None
+    if not has_torch:
+        print("torch not installed (pip install -e '.[bench]'): comparing with the 2.9 s figure only", flush=True)
     result = {
         "machine": {
             "platform": platform.platform(),
@@ -190,64 +197,103 @@ def main() -> None:
         },
         "shape": {"units": N_UNITS, "place_cells": N_PLACE, "global_batch_size": BATCH, "sequence_length": SEQ},
         "reference_figure_seconds": REFERENCE_FIGURE_S,
+        "method": "interleaved rounds; each round measures the matmul peaks, ours (float32, mixed_bfloat16) and the "
+        "reference back to back, so ratios compare like conditions; reported values are medians over rounds",
+        "rounds": [],
     }
-    peaks = {}
-    for dtype in ("float32", "bfloat16"):
-        peaks[dtype] = _subprocess([me, "--worker", "peak", dtype])
-        print(
-            f"matmul {dtype}: peak {peaks[dtype]['peak_gflops']:.0f} GFLOP/s "
-            f"({', '.join(f'{k} {v:.0f}' for k, v in peaks[dtype]['gflops_by_shape'].items())})",
-            flush=True,
-        )
-    result["matmul"] = peaks
-    kinds = ["rnn"] + (["ugrnn"] if args.ugrnn else [])
-    runs = {}
-    for kind in kinds:
-        flops = step_flops(kind)
-        for precision, dtype in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
-            run = _subprocess([me, "--steps", str(args.steps), "--worker", kind, precision])
-            roofline = flops / (peaks[dtype]["peak_gflops"] * 1e9)
-            run.update(
-                {
-                    "gflop_per_step": flops / 1e9,
-                    "achieved_gflops": flops / run["step_seconds"] / 1e9,
-                    "roofline_seconds": roofline,
-                    "step_over_roofline": run["step_seconds"] / roofline,
-                }
-            )
-            runs[f"{kind}_{precision}"] = run
-            print(
-                f"ours {kind} {precision}: {run['step_seconds']:.3f} s/step, {run['achieved_gflops']:.0f} GFLOP/s, "
-                f"matmuls {run['op_profile']['matmul_share']:.0%} of op time, "
-                f"{run['step_over_roofline']:.2f}x the matmul roofline ({roofline:.3f} s), "
-                f"TF peak memory {run['tf_peak_memory_mb']:.0f} MB, peak RSS {run['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
-    result["ours"] = runs
-    if importlib.util.find_spec("torch") is not None:
-        torch_run = _subprocess([os.path.join(HERE, "torch_reference.py"), str(args.steps)])
-        torch_run["gflop_per_step"] = (step_flops("rnn") + 2 * SEQ * BATCH * N_UNITS * (N_UNITS + N_PLACE)) / 1e9
-        print(f"reference PyTorch (two forward passes per step): {torch_run['step_seconds']:.3f} s/step", flush=True)
-    else:
-        torch_run = None
-        print("torch not installed (pip install -e '.[bench]'): comparing with the 2.9 s figure only", flush=True)
-    result["reference_torch"] = torch_run
-    speedups = {}
-    for precision in ("float32", "mixed_bfloat16"):
-        mine = runs[f"rnn_{precision}"]["step_seconds"]
-        speedups[precision] = {"vs_reference_figure": REFERENCE_FIGURE_S / mine}
-        if torch_run:
-            speedups[precision]["vs_reference_same_run"] = torch_run["step_seconds"] / mine
-    result["speedup"] = speedups
-    result["targets"] = {
-        "float32_speedup_1.5x": speedups["float32"],
-        "mixed_bfloat16_speedup_3x": speedups["mixed_bfloat16"],
-        "float32_within_1.3x_roofline": runs["rnn_float32"]["step_over_roofline"] <= 1.3,
-    }
-    for precision, values in speedups.items():
-        print(f"speed-up {precision}: " + ", ".join(f"{k} {v:.2f}x" for k, v in values.items()))
+    for index in range(args.rounds):
+        result["rounds"].append(_round(me, args.steps, has_torch))
+        _print_round(index, result["rounds"][-1])
+    result.update(_summarise(result["rounds"]))
+    if args.ugrnn:  # informational: the thesis' best model at full size, one round
+        peaks = result["rounds"][-1]["matmul"]
+        result["ugrnn"] = {
+            precision: _ours_with_roofline(me, "ugrnn", precision, args.steps, peaks) for precision in PRECISIONS
+        }
+        for precision, run in result["ugrnn"].items():
+            _print_run(f"ugrnn {precision}", run)
     checkpointing.write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
+
+
+PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+
+
+def _ours_with_roofline(me: str, kind: str, precision: str, steps: int, peaks: dict) -> dict:
+    run = _subprocess([me, "--steps", str(steps), "--worker", kind, precision])
+    flops = step_flops(kind)
+    roofline = flops / (peaks[PRECISIONS[precision]]["peak_gflops"] * 1e9)
+    run.update(
+        {
+            "gflop_per_step": flops / 1e9,
+            "achieved_gflops": flops / run["step_seconds"] / 1e9,
+            "roofline_seconds": roofline,
+            "step_over_roofline": run["step_seconds"] / roofline,
+        }
+    )
+    return run
+
+
+def _round(me: str, steps: int, has_torch: bool) -> dict:
+    peaks = {dtype: _subprocess([me, "--worker", "peak", dtype]) for dtype in PRECISIONS.values()}
+    out = {"matmul": peaks}
+    for precision in PRECISIONS:
+        out[f"rnn_{precision}"] = _ours_with_roofline(me, "rnn", precision, steps, peaks)
+    if has_torch:
+        torch_run = _subprocess([os.path.join(HERE, "torch_reference.py"), str(steps)])
+        torch_run["gflop_per_step"] = (step_flops("rnn") + 2 * SEQ * BATCH * N_UNITS * (N_UNITS + N_PLACE)) / 1e9
+        out["reference_torch"] = torch_run
+    return out
+
+
+def _print_run(label: str, run: dict) -> None:
+    print(
+        f"  ours {label}: {run['step_seconds']:.3f} s/step, {run['achieved_gflops']:.0f} GFLOP/s, "
+        f"matmuls {run['op_profile']['matmul_share']:.0%} of op time, "
+        f"{run['step_over_roofline']:.2f}x the matmul roofline ({run['roofline_seconds']:.3f} s), "
+        f"TF peak memory {run['tf_peak_memory_mb']:.0f} MB, peak RSS {run['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
+
+
+def _print_round(index: int, rnd: dict) -> None:
+    print(f"round {index + 1}:", flush=True)
+    for dtype, peak in rnd["matmul"].items():
+        shapes = ", ".join(f"{k} {v:.0f}" for k, v in peak["gflops_by_shape"].items())
+        print(f"  matmul {dtype}: peak {peak['peak_gflops']:.0f} GFLOP/s ({shapes})", flush=True)
+    for precision in PRECISIONS:
+        _print_run(f"rnn {precision}", rnd[f"rnn_{precision}"])
+    if "reference_torch" in rnd:
+        print(f"  reference PyTorch (two forward passes): {rnd['reference_torch']['step_seconds']:.3f} s/step")
+
+
+def _summarise(rounds: list[dict]) -> dict:
+    """Medians over rounds of the per-round figures and ratios, and the targets of the issue."""
+    med = statistics.median
+    summary = {"median": {}, "speedup": {}}
+    for precision in PRECISIONS:
+        runs = [r[f"rnn_{precision}"] for r in rounds]
+        summary["median"][f"rnn_{precision}"] = {
+            key: med(run[key] for run in runs)
+            for key in ("step_seconds", "achieved_gflops", "step_over_roofline", "tf_peak_memory_mb", "peak_rss_mb")
+        }
+        speedup = {"vs_reference_figure": REFERENCE_FIGURE_S / summary["median"][f"rnn_{precision}"]["step_seconds"]}
+        if all("reference_torch" in r for r in rounds):
+            ratios = [r["reference_torch"]["step_seconds"] / r[f"rnn_{precision}"]["step_seconds"] for r in rounds]
+            speedup.update({"vs_reference_same_run": med(ratios), "vs_reference_per_round": ratios})
+        summary["speedup"][precision] = speedup
+    if all("reference_torch" in r for r in rounds):
+        summary["median"]["reference_torch_step_seconds"] = med(r["reference_torch"]["step_seconds"] for r in rounds)
+    summary["targets"] = {
+        "float32_speedup_at_least_1.5x": summary["speedup"]["float32"],
+        "mixed_bfloat16_speedup_at_least_3x": summary["speedup"]["mixed_bfloat16"],
+        "float32_step_over_roofline_at_most_1.3": summary["median"]["rnn_float32"]["step_over_roofline"],
+    }
+    for precision, values in summary["speedup"].items():
+        shown = {k: v for k, v in values.items() if not isinstance(v, list)}
+        print(f"median speed-up {precision}: " + ", ".join(f"{k} {v:.2f}x" for k, v in shown.items()))
+    print(f"median float32 step / roofline: {summary['targets']['float32_step_over_roofline_at_most_1.3']:.2f}")
+    return summary
 
 
 if __name__ == "__main__":

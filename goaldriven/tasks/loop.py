@@ -128,11 +128,10 @@ def run(
         )
 
         def evaluate(step: int) -> dict[str, Any]:
-            out_dir = (
-                os.path.join(workdir, "eval", f"step_{step}")
-                if chief
-                else os.path.join(workdir, "eval_scratch", f"worker_{distribute.worker_id(strategy)}")
-            )
+            if chief:
+                out_dir = _fresh_directory(os.path.join(workdir, "eval", f"step_{step}"), log)
+            else:
+                out_dir = os.path.join(workdir, "eval_scratch", f"worker_{distribute.worker_id(strategy)}")
             metrics = task.evaluate(model, strategy=strategy, output_dir=out_dir, step=step, log=log)
             reporter.evaluation(step, metrics)
             if not chief:
@@ -282,6 +281,17 @@ def _validate(
             "jit_compile=True under a multi-replica CPU strategy fails in TensorFlow "
             "(keras-team/keras#18716); set JIT_COMPILE = False or use --strategy=cpu."
         )
+
+
+def _fresh_directory(path: str, log: Callable[[str], None]) -> str:
+    """`path`, or `path.1`, `path.2`, ... if it exists: an evaluation never overwrites an earlier one."""
+    candidate, index = path, 0
+    while os.path.exists(candidate):
+        index += 1
+        candidate = f"{path}.{index}"
+    if index:
+        log(f"{path} exists (an earlier evaluation of this step); writing this one to {candidate}")
+    return candidate
 
 
 @contextlib.contextmanager

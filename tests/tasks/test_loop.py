@@ -153,6 +153,22 @@ def test_zero_steps_saves_and_evaluates_the_untrained_model(tmp_path):
     assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")).endswith("ckpt-0")
 
 
+def test_re_evaluation_never_overwrites_an_earlier_evaluation(tmp_path):
+    common = dict(
+        task=_tiny_path_task(),
+        strategy=ONE_DEVICE(),
+        workdir=str(tmp_path),
+        train_steps=1,
+        global_batch_size=4,
+        log=lambda _: None,
+    )
+    loop.run(**common)
+    first = (tmp_path / "eval" / "step_1" / "summary.json").read_text()
+    loop.run(**common, mode="eval")
+    assert (tmp_path / "eval" / "step_1" / "summary.json").read_text() == first
+    assert (tmp_path / "eval" / "step_1.1" / "summary.json").exists()
+
+
 def test_eval_mode_needs_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="train first"):
         loop.run(
