@@ -7,6 +7,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from goaldriven.neural_fits import spatial_scores
+
 
 def best_grid_units(
     maps: np.ndarray, scores: dict[str, np.ndarray], path: str, *, n: int = 16, title: str = ""
@@ -41,7 +43,7 @@ def score_histograms(
         values = scores[key][np.isfinite(scores[key])]
         ax.hist(values, bins=40, color="0.35")
         if threshold is not None:  # Fraction of all units; a NaN score (no field, flat map) counts as not above.
-            above = float(np.mean(np.nan_to_num(scores[key], nan=-np.inf) > threshold)) if len(scores[key]) else 0.0
+            above = spatial_scores.fraction_above(scores[key], threshold)
             ax.axvline(threshold, color="tab:red", ls="--", lw=1)
             ax.set_title(f"{label}: {above:.1%} > {threshold}", fontsize=9)
         else:
