@@ -80,7 +80,7 @@ def _check_macro_bindings(bindings: list[str]) -> None:
     known = sorted(set(re.findall(r"%([A-Z][A-Z0-9_]*)", config)))
     for binding in bindings:
         match = re.match(r"\s*([A-Z][A-Z0-9_]*)\s*=", binding)
-        if match and f"%{match.group(1)}" not in config:
+        if match and match.group(1) not in known:  # whole names: TRAIN must not pass because %TRAIN_STEPS exists
             _fail(
                 f"--gin_bindings sets macro {match.group(1)}, which no config uses; macros these configs read: "
                 f"{', '.join(known)}."

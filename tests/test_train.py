@@ -25,6 +25,7 @@ def _train(*args, cwd=REPO):
         ([EXPERIMENT, SMOKE, "--gin_bindings=NO_SUCH_THING.size = 3"], "gin config error"),
         ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = "], "gin config error"),
         ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STESP = 5"], "which no config uses"),
+        ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN = 5"], "which no config uses"),
         ([EXPERIMENT, SMOKE], "--workdir is required"),
         (["--gin_file=gin/experiments/no_such_experiment.gin"], "not found"),
         ([], "no --gin_file given"),

@@ -140,28 +140,27 @@ def test_bad_settings_fail_before_training(overrides, message, tmp_path):
         loop.run(**{**kwargs, **overrides})
 
 
-def test_zero_steps_saves_and_evaluates_the_untrained_model(tmp_path):
-    result = loop.run(
+def _tiny_run(workdir, **overrides):
+    """loop.run arguments for a tiny path-integration run on one device."""
+    kwargs = dict(
         task=_tiny_path_task(),
         strategy=ONE_DEVICE(),
-        workdir=str(tmp_path),
-        train_steps=0,
+        workdir=str(workdir),
+        train_steps=1,
         global_batch_size=4,
         log=lambda _: None,
     )
+    return {**kwargs, **overrides}
+
+
+def test_zero_steps_saves_and_evaluates_the_untrained_model(tmp_path):
+    result = loop.run(**_tiny_run(tmp_path, train_steps=0))
     assert result["status"] == "finished" and result["step"] == 0 and np.isfinite(result["eval"]["decoding_error_cm"])
     assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")).endswith("ckpt-0")
 
 
 def test_re_evaluation_never_overwrites_an_earlier_evaluation(tmp_path):
-    common = dict(
-        task=_tiny_path_task(),
-        strategy=ONE_DEVICE(),
-        workdir=str(tmp_path),
-        train_steps=1,
-        global_batch_size=4,
-        log=lambda _: None,
-    )
+    common = _tiny_run(tmp_path, train_steps=1)
     loop.run(**common)
     first = (tmp_path / "eval" / "step_1" / "summary.json").read_text()
     loop.run(**common, mode="eval")
