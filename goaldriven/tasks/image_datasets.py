@@ -1,0 +1,389 @@
+"""ImageNet (ILSVRC-2012) and CIFAR-10 input pipelines from TFDS, with exactly resumable training order.
+
+Reference: thesis Section 2.5.1 (spec ch2 7.1): ResNet preprocessing at 224 px (128 px for the searches); CIFAR-10
+uses the standard pad-4 crop and flip. Preprocessing itself lives in `image_preprocessing.py`.
+
+Training order (one input pipeline p of P, from `tf.distribute.InputContext`):
+  shard:  pipeline p reads examples [p N / P, (p + 1) N / P) of the split (TFDS slicing: only its own files).
+  epoch e of the shard: the shard is cut into `num_chunks` contiguous chunks; their examples are merged in a random
+          order (a seeded permutation of the multiset {k repeated n_k times}: which chunk supplies the next example),
+          then shuffled inside consecutive windows of `shuffle_window` examples. Seeds: fold_in((seed, p), e).
+  stream: epochs e = 0, 1, ... concatenated; per-replica batches are consecutive runs of the stream.
+  augmentation: example i of the stream (counted from 0 over all epochs) uses the stateless seed fold_in((seed, p), i).
+Every random choice is stateless (no global or op-level TF seed), so batch k of pipeline p is a pure function of
+(seed, k, P, p, per-replica batch, replicas per pipeline, the stored data). Resuming at step s skips the
+s x (pipeline batch) examples already consumed: whole epochs by index arithmetic, then the consumed part of the
+current epoch as undecoded records (I/O only, at most one shard epoch, no JPEG decoding). A resumed run therefore sees
+exactly the batches the uninterrupted run would have seen. Changing the number of input pipelines (hosts) or the
+per-replica batch changes the order (still deterministic).
+
+Evaluation: pipeline p reads its shard in stored order; every pipeline is padded to the same number of batches with
+examples of `weight` 0, so each example of the split is seen exactly once with `weight` 1 and nothing is dropped.
+
+Batches: {"images": (b, s, s, 3) float32, "labels": (b,) int32[, "weight": (b,) float32]}, static shapes.
+"""
+
+# b: per-replica batch, s: image side
+import dataclasses
+import functools
+from typing import Callable
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from goaldriven.tasks import image_preprocessing as preprocessing
+
+IMAGENET = "imagenet2012"
+CIFAR10 = "cifar10"
+_LAST_EPOCH = 2**40
+_ORDER, _AUGMENT = 0, 1
+
+
+def imagenet_dataset(
+    *,
+    training: bool,
+    global_batch_size: int,
+    input_context: tf.distribute.InputContext | None = None,
+    start_step: int = 0,
+    seed: int = 0,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    download: bool = False,
+    image_size: int = 224,
+    crop_fraction: float = preprocessing.CROP_FRACTION,
+    normalized: bool = True,
+    split: str | None = None,
+    num_chunks: int = 16,
+    shuffle_window: int | None = 8192,
+) -> tf.data.Dataset:
+    """ImageNet batches for this input pipeline (see the module docstring).
+
+    Args:
+      training: endless augmented training stream from `start_step` (split "train"), or one padded pass over the
+        evaluation split ("validation") with a 0/1 "weight".
+      global_batch_size: examples per step over all replicas.
+      input_context: this pipeline's place (None: one pipeline, one replica).
+      start_step, seed: the training stream is a function of (seed, step); ignored for evaluation.
+      data_dir: TFDS data directory (None: ~/tensorflow_datasets).
+      manual_dir: folder with ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (used when download=True).
+      download: prepare the TFDS files from manual_dir first (hours for the full dataset; a no-op once prepared).
+      image_size: output side in pixels.
+      crop_fraction: eval centre-crop fraction (224 / 256).
+      normalized: ImageNet mean/std normalisation (else [0, 1]).
+      split: TFDS split (default "train" or "validation").
+      num_chunks: chunks per shard merged in random order each epoch.
+      shuffle_window: examples shuffled together after the merge (None: the whole shard epoch; memory holds this many
+        encoded JPEGs, about 110 kB each).
+    """
+    builder = _builder(IMAGENET, data_dir=data_dir, download=download, manual_dir=manual_dir)
+    if training:
+        preprocess = functools.partial(
+            preprocessing.preprocess_for_train,
+            image_size=image_size,
+            crop_fraction=crop_fraction,
+            normalized=normalized,
+        )
+    else:
+        preprocess = functools.partial(
+            preprocessing.preprocess_for_eval, image_size=image_size, crop_fraction=crop_fraction, normalized=normalized
+        )
+    return _pipeline(
+        builder,
+        split=split or ("train" if training else "validation"),
+        training=training,
+        preprocess=preprocess,
+        image_shape=(image_size, image_size, 3),
+        global_batch_size=global_batch_size,
+        input_context=input_context,
+        start_step=start_step,
+        seed=seed,
+        num_chunks=num_chunks,
+        shuffle_window=shuffle_window,
+    )
+
+
+def cifar10_dataset(
+    *,
+    training: bool,
+    global_batch_size: int,
+    input_context: tf.distribute.InputContext | None = None,
+    start_step: int = 0,
+    seed: int = 0,
+    data_dir: str | None = None,
+    download: bool = True,
+    normalized: bool = True,
+    padding: int = 4,
+    split: str | None = None,
+    num_chunks: int = 1,
+    shuffle_window: int | None = None,
+) -> tf.data.Dataset:
+    """CIFAR-10 batches (32 x 32): train = pad-`padding` random crop + flip, eval = no augmentation.
+
+    Arguments as in `imagenet_dataset`; splits "train" (50,000) and "test" (10,000); by default every epoch is a full
+    seeded permutation of the shard (one chunk, window = whole epoch; 50,000 PNGs are about 125 MB).
+    """
+    builder = _builder(CIFAR10, data_dir=data_dir, download=download)
+    if training:
+        preprocess = functools.partial(preprocessing.pad_crop_flip, padding=padding, normalized=normalized)
+    else:
+        preprocess = functools.partial(preprocessing.scale_only, normalized=normalized)
+    return _pipeline(
+        builder,
+        split=split or ("train" if training else "test"),
+        training=training,
+        preprocess=preprocess,
+        image_shape=(32, 32, 3),
+        global_batch_size=global_batch_size,
+        input_context=input_context,
+        start_step=start_step,
+        seed=seed,
+        num_chunks=num_chunks,
+        shuffle_window=shuffle_window,
+    )
+
+
+def num_examples(name: str, split: str, *, data_dir: str | None = None) -> int:
+    """Examples in a prepared TFDS split (read from the dataset's recorded cardinality)."""
+    return _cardinality(_read(tfds.builder(name, data_dir=data_dir), split), split)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageNetData:
+    """ImageNet for `ImageClassificationTask`: bind `data_dir`, `manual_dir`, `image_size` in gin.
+
+    Fields are the `imagenet_dataset` arguments of the same names; `eval_split` is "validation" (50,000 images).
+    """
+
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    download: bool = False
+    image_size: int = 224
+    crop_fraction: float = preprocessing.CROP_FRACTION
+    normalized: bool = True
+    train_split: str = "train"
+    eval_split: str = "validation"
+    num_chunks: int = 16
+    shuffle_window: int | None = 8192
+    num_classes: int = 1000
+
+    def _common(self):
+        return dict(
+            data_dir=self.data_dir,
+            manual_dir=self.manual_dir,
+            download=self.download,
+            image_size=self.image_size,
+            crop_fraction=self.crop_fraction,
+            normalized=self.normalized,
+            num_chunks=self.num_chunks,
+            shuffle_window=self.shuffle_window,
+        )
+
+    def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
+        return imagenet_dataset(
+            training=True,
+            split=self.train_split,
+            global_batch_size=global_batch_size,
+            input_context=input_context,
+            start_step=start_step,
+            seed=seed,
+            **self._common(),
+        )
+
+    def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
+        return imagenet_dataset(
+            training=False,
+            split=self.eval_split,
+            global_batch_size=global_batch_size,
+            input_context=input_context,
+            **self._common(),
+        )
+
+    def num_eval_examples(self) -> int:
+        return num_examples(IMAGENET, self.eval_split, data_dir=self.data_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cifar10Data:
+    """CIFAR-10 for `ImageClassificationTask` (32 px; eval on the 10,000 test images)."""
+
+    data_dir: str | None = None
+    download: bool = True
+    normalized: bool = True
+    padding: int = 4
+    train_split: str = "train"
+    eval_split: str = "test"
+    num_chunks: int = 1
+    shuffle_window: int | None = None
+    num_classes: int = 10
+    image_size: int = 32
+
+    def _common(self):
+        return dict(
+            data_dir=self.data_dir,
+            download=self.download,
+            normalized=self.normalized,
+            padding=self.padding,
+            num_chunks=self.num_chunks,
+            shuffle_window=self.shuffle_window,
+        )
+
+    def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
+        return cifar10_dataset(
+            training=True,
+            split=self.train_split,
+            global_batch_size=global_batch_size,
+            input_context=input_context,
+            start_step=start_step,
+            seed=seed,
+            **self._common(),
+        )
+
+    def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
+        return cifar10_dataset(
+            training=False,
+            split=self.eval_split,
+            global_batch_size=global_batch_size,
+            input_context=input_context,
+            **self._common(),
+        )
+
+    def num_eval_examples(self) -> int:
+        return num_examples(CIFAR10, self.eval_split, data_dir=self.data_dir)
+
+
+def _builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str | None = None):
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    return builder
+
+
+def _read(builder, split: str) -> tf.data.Dataset:
+    """Undecoded {"image": encoded bytes, "label": int32} in stored order."""
+    try:
+        dataset = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
+    except AssertionError as error:  # TFDS's "could not find data" error
+        fix = (
+            "put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in manual_dir and set download=True once "
+            "(gin: ImageNetData.download = True), or run `tfds build imagenet2012 --manual_dir=...`"
+            if builder.name == IMAGENET
+            else "set download=True (gin: Cifar10Data.download = True) on a machine with internet access"
+        )
+        raise FileNotFoundError(
+            f"TFDS dataset {builder.name!r} is not prepared in data_dir={builder.data_dir!r}: {fix}. (TFDS: {error})"
+        ) from error
+    return dataset.map(lambda ex: {"image": ex["image"], "label": tf.cast(ex["label"], tf.int32)})
+
+
+def _cardinality(dataset: tf.data.Dataset, split: str) -> int:
+    count = int(dataset.cardinality())
+    if count < 0:
+        raise ValueError(f"the number of examples of split {split!r} is unknown; use a prepared TFDS split.")
+    return count
+
+
+def _pipeline(
+    builder,
+    *,
+    split: str,
+    training: bool,
+    preprocess: Callable[..., tf.Tensor],
+    image_shape: tuple[int, int, int],
+    global_batch_size: int,
+    input_context: tf.distribute.InputContext | None,
+    start_step: int,
+    seed: int,
+    num_chunks: int,
+    shuffle_window: int | None,
+) -> tf.data.Dataset:
+    context = input_context or tf.distribute.InputContext()
+    if global_batch_size <= 0 or global_batch_size % context.num_replicas_in_sync:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} does not split over {context.num_replicas_in_sync} replicas; "
+            f"use a positive multiple of {context.num_replicas_in_sync}."
+        )
+    if not isinstance(num_chunks, int) or num_chunks < 1:
+        raise ValueError(f"num_chunks must be a positive int. Received: {num_chunks!r}")
+    if shuffle_window is not None and shuffle_window < 1:
+        raise ValueError(f"shuffle_window must be a positive int or None (whole epoch). Received: {shuffle_window!r}")
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0. Received: {start_step}")
+    per_replica = context.get_per_replica_batch_size(global_batch_size)
+    pipelines, pipeline_id = context.num_input_pipelines, context.input_pipeline_id
+    pipeline_batch = per_replica * (context.num_replicas_in_sync // pipelines)
+    total = _cardinality(_read(builder, split), split)
+    begin, end = pipeline_id * total // pipelines, (pipeline_id + 1) * total // pipelines
+    base_seed = tf.constant([seed, pipeline_id], tf.int64)
+    preprocess = _with_shape(preprocess, image_shape)
+    if training:
+        if end == begin:
+            raise ValueError(f"split {split!r} has {total} examples, fewer than the {pipelines} input pipelines.")
+        records = _training_stream(
+            builder, split, begin, end, start_step * pipeline_batch, base_seed, num_chunks, shuffle_window
+        )
+        examples = records.map(
+            lambda i, ex: {"images": preprocess(ex["image"], _fold(base_seed, _AUGMENT, i)), "labels": ex["label"]},
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        # Every pipeline runs ceil(ceil(N / P) / B) batches (B: examples per step here), padded with weight-0 examples.
+        padded_size = _ceil_div(_ceil_div(total, pipelines), pipeline_batch) * pipeline_batch
+        padding = tf.data.Dataset.from_tensors(
+            {"images": tf.zeros(image_shape), "labels": tf.constant(0, tf.int32), "weight": tf.constant(0.0)}
+        ).repeat(padded_size - (end - begin))
+        if end > begin:
+            examples = _read(builder, f"{split}[{begin}:{end}]").map(
+                lambda ex: {"images": preprocess(ex["image"]), "labels": ex["label"], "weight": tf.constant(1.0)},
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+            examples = examples.concatenate(padding)
+        else:
+            examples = padding
+    options = tf.data.Options()
+    options.deterministic = True
+    return examples.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _with_shape(preprocess: Callable[..., tf.Tensor], image_shape) -> Callable[..., tf.Tensor]:
+    """`preprocess` with its output shape made static (and checked)."""
+    return lambda *args: tf.ensure_shape(preprocess(*args), image_shape)
+
+
+def _training_stream(builder, split, begin, end, consumed, base_seed, num_chunks, shuffle_window) -> tf.data.Dataset:
+    """(stream index, undecoded example) of this shard's endless training stream, from example `consumed` on."""
+    size = end - begin
+    count = min(num_chunks, size)
+    bounds = [begin + k * size // count for k in range(count + 1)]
+    chunks = [_read(builder, f"{split}[{lo}:{hi}]") for lo, hi in zip(bounds[:-1], bounds[1:])]
+    lengths = tf.constant([_cardinality(c, split) for c in chunks], tf.int64)
+    epoch_size = int(tf.reduce_sum(lengths))
+    window = epoch_size if shuffle_window is None else shuffle_window
+
+    def epoch(e):
+        epoch_seed = _fold(base_seed, _ORDER, e)
+        sources = tf.repeat(tf.range(len(chunks), dtype=tf.int64), lengths)  # the chunk of each example, sorted
+        choice = tf.random.experimental.stateless_shuffle(sources, _fold(epoch_seed, 0))
+        merged = tf.data.Dataset.choose_from_datasets(chunks, tf.data.Dataset.from_tensor_slices(choice))
+
+        def shuffle_block(block_index, block):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(block["label"])[0]), _fold(epoch_seed, 1, block_index)
+            )
+            return tf.nest.map_structure(lambda x: tf.gather(x, order), block)
+
+        return merged.batch(window).enumerate().map(shuffle_block).unbatch()
+
+    first_epoch, offset = divmod(consumed, epoch_size)
+    stream = tf.data.Dataset.range(first_epoch, _LAST_EPOCH).flat_map(epoch).skip(offset)
+    return stream.enumerate(start=consumed)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _fold(seed: tf.Tensor, *data) -> tf.Tensor:
+    """A stateless seed (2,) derived from `seed` and integers `data` (distinct data give independent streams)."""
+    for value in data:
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
+    return seed

@@ -1,0 +1,144 @@
+"""Learning-rate schedules of the ImageNet models (thesis Section 2.5.1; spec ch2 7.3-7.4), as Keras schedules.
+
+  piecewise constant by epoch:  lr(step) = values[#{i : step >= round(boundaries[i] * steps_per_epoch)}]
+  linear scaling rule:          base = reference_lr * global_batch_size / reference_batch_size
+  ResNet schedule (all models except AlexNet): base, x0.1 at epochs 30, 60, 80; 90 epochs. ResNets: 0.1 per 256
+    images, i.e. 0.025 at batch 64 (the thesis' setting).
+  AlexNet schedule: 0.01 -> 0.005 (epoch 30) -> 0.001 (epoch 60) -> 0.0005 (epoch 80), 90 epochs (length assumed,
+    spec 7.4 [D]); scaled the same way when the batch differs from the reference.
+
+`step` is the optimizer's iteration count (0 before the first update), so epochs [0, 30) use the first value and the
+first step of epoch 30 (0-based) uses the second. Boundaries may be fractional epochs; `steps_per_epoch` may be
+fractional too (ImageNet: 1,281,167 / global batch). Out of scope: the searched models (LSTM Opt, RGC Random,
+RGC Median) dropped the rate x0.1 by hand when validation top-1 saturated (spec 7.4); that needs the evaluation
+metric, i.e. a callback in the loop (ReduceLROnPlateau-like), not a function of the step.
+"""
+
+from typing import Sequence
+
+import keras
+from keras import ops
+
+IMAGENET_TRAIN_EXAMPLES = 1_281_167
+RESNET_BOUNDARIES = (30, 60, 80)
+ALEXNET_MULTIPLIERS = (1.0, 0.5, 0.1, 0.05)  # 0.01, 0.005, 0.001, 0.0005
+
+
+@keras.saving.register_keras_serializable(package="goaldriven")
+class EpochPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise-constant learning rate with boundaries given in epochs.
+
+    Args:
+      values: learning rates, one more than boundaries.
+      boundaries: strictly increasing epochs at which the next value starts.
+      steps_per_epoch: optimizer steps per epoch (> 0; may be fractional).
+      name: schedule name.
+
+    Call args:
+      step: optimizer iteration (scalar, any numeric dtype).
+
+    Returns:
+      float32 scalar learning rate.
+    """
+
+    def __init__(
+        self,
+        values: Sequence[float],
+        boundaries: Sequence[float],
+        steps_per_epoch: float,
+        name: str = "epoch_piecewise_constant",
+    ):
+        super().__init__()
+        values, boundaries = [float(v) for v in values], [float(b) for b in boundaries]
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(
+                f"values needs exactly one more entry than boundaries; received {len(values)} values and "
+                f"{len(boundaries)} boundaries ({values}, {boundaries})."
+            )
+        if any(b <= a for a, b in zip(boundaries, boundaries[1:])) or any(b < 0 for b in boundaries):
+            raise ValueError(f"boundaries must be non-negative and strictly increasing epochs. Received: {boundaries}")
+        if not steps_per_epoch > 0:
+            raise ValueError(
+                f"steps_per_epoch must be > 0 (training examples / global batch). Received: {steps_per_epoch!r}"
+            )
+        self.values = values
+        self.boundaries = boundaries
+        self.steps_per_epoch = float(steps_per_epoch)
+        self.name = name
+
+    @property
+    def boundary_steps(self) -> list[int]:
+        """The first optimizer step of each new value."""
+        return [int(round(b * self.steps_per_epoch)) for b in self.boundaries]
+
+    def __call__(self, step):
+        step = ops.cast(step, "int64")
+        if not self.boundaries:
+            return ops.convert_to_tensor(self.values[0], "float32")
+        starts = ops.convert_to_tensor(self.boundary_steps, "int64")
+        index = ops.sum(ops.cast(ops.greater_equal(step, starts), "int32"))
+        return ops.take(ops.convert_to_tensor(self.values, "float32"), index)
+
+    def get_config(self):
+        return {
+            "values": list(self.values),
+            "boundaries": list(self.boundaries),
+            "steps_per_epoch": self.steps_per_epoch,
+            "name": self.name,
+        }
+
+
+def scaled_learning_rate(base_learning_rate: float, *, global_batch_size: int, reference_batch_size: int) -> float:
+    """Linear scaling rule: base * global_batch_size / reference_batch_size."""
+    if global_batch_size <= 0 or reference_batch_size <= 0:
+        raise ValueError(
+            f"batch sizes must be positive; received global_batch_size={global_batch_size}, "
+            f"reference_batch_size={reference_batch_size}."
+        )
+    return base_learning_rate * global_batch_size / reference_batch_size
+
+
+def imagenet_steps_per_epoch(global_batch_size: int, num_examples: int = IMAGENET_TRAIN_EXAMPLES) -> float:
+    """Optimizer steps per pass over `num_examples` (fractional; ImageNet train by default)."""
+    if global_batch_size <= 0:
+        raise ValueError(f"global_batch_size must be positive. Received: {global_batch_size}")
+    return num_examples / global_batch_size
+
+
+def resnet_schedule(
+    base_learning_rate: float = 0.1,
+    *,
+    global_batch_size: int,
+    reference_batch_size: int = 256,
+    steps_per_epoch: float,
+    boundaries: Sequence[float] = RESNET_BOUNDARIES,
+    factor: float = 0.1,
+) -> EpochPiecewiseConstant:
+    """The "ResNet schedule": scaled base rate, multiplied by `factor` at each boundary epoch.
+
+    Thesis settings: ResNets 0.1 per 256 at batch 64 (= 0.025); 6-layer BaseNet and shallow ConvRNNs 0.01 at 256;
+    11-layer BaseNet and intermediate ConvRNNs 0.0025 at 64 (reference batch = the table's batch, no rescaling).
+    """
+    if not 0.0 < factor <= 1.0:
+        raise ValueError(f"factor must be in (0, 1] (thesis: 0.1). Received: {factor}")
+    base = scaled_learning_rate(
+        base_learning_rate, global_batch_size=global_batch_size, reference_batch_size=reference_batch_size
+    )
+    values = [base * factor**i for i in range(len(boundaries) + 1)]
+    return EpochPiecewiseConstant(values, boundaries, steps_per_epoch, name="resnet_schedule")
+
+
+def alexnet_schedule(
+    base_learning_rate: float = 0.01,
+    *,
+    global_batch_size: int,
+    reference_batch_size: int = 1024,
+    steps_per_epoch: float,
+    boundaries: Sequence[float] = RESNET_BOUNDARIES,
+    multipliers: Sequence[float] = ALEXNET_MULTIPLIERS,
+) -> EpochPiecewiseConstant:
+    """The AlexNet schedule: scaled base x (1, 0.5, 0.1, 0.05) from epochs 0, 30, 60, 80 (thesis: batch 1024)."""
+    base = scaled_learning_rate(
+        base_learning_rate, global_batch_size=global_batch_size, reference_batch_size=reference_batch_size
+    )
+    return EpochPiecewiseConstant([base * m for m in multipliers], boundaries, steps_per_epoch, name="alexnet_schedule")

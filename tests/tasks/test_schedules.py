@@ -1,0 +1,68 @@
+"""Learning-rate schedules: values at the epoch boundaries (hand-computed), linear scaling, JSON round trip."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from goaldriven.tasks import schedules
+
+
+def _values(schedule, steps):
+    return [float(schedule(tf.constant(s, tf.int64))) for s in steps]
+
+
+def test_resnet_schedule_at_the_boundaries():
+    # 0.1 per 256 at batch 64 -> 0.025 (spec 7.3); x0.1 at epochs 30, 60, 80 with 100 steps per epoch.
+    schedule = schedules.resnet_schedule(0.1, global_batch_size=64, reference_batch_size=256, steps_per_epoch=100)
+    steps = [0, 2999, 3000, 5999, 6000, 7999, 8000, 8999]
+    expected = [0.025, 0.025, 0.0025, 0.0025, 0.00025, 0.00025, 0.000025, 0.000025]
+    np.testing.assert_allclose(_values(schedule, steps), expected, rtol=1e-6)
+
+
+def test_alexnet_schedule_at_the_boundaries_and_scaling():
+    schedule = schedules.alexnet_schedule(global_batch_size=1024, steps_per_epoch=10)
+    np.testing.assert_allclose(
+        _values(schedule, [0, 299, 300, 599, 600, 799, 800, 10**7]),
+        [0.01, 0.01, 0.005, 0.005, 0.001, 0.001, 0.0005, 0.0005],
+        rtol=1e-6,
+    )
+    half = schedules.alexnet_schedule(global_batch_size=512, steps_per_epoch=10)  # linear scaling: half the rate
+    np.testing.assert_allclose(_values(half, [0, 300, 800]), [0.005, 0.0025, 0.00025], rtol=1e-6)
+
+
+def test_fractional_steps_per_epoch_rounds_the_boundary_step():
+    # ImageNet at batch 64: 1,281,167 / 64 = 20018.23 steps per epoch -> epoch 30 starts at step round(600546.9).
+    spe = schedules.imagenet_steps_per_epoch(64)
+    schedule = schedules.resnet_schedule(0.1, global_batch_size=64, steps_per_epoch=spe)
+    assert schedule.boundary_steps[0] == 600547
+    np.testing.assert_allclose(_values(schedule, [600546, 600547]), [0.025, 0.0025], rtol=1e-6)
+
+
+def test_json_round_trip_and_optimizer_use():
+    schedule = schedules.resnet_schedule(0.1, global_batch_size=128, steps_per_epoch=7.5, boundaries=(1, 2.5))
+    payload = json.loads(json.dumps(keras.saving.serialize_keras_object(schedule)))
+    restored = keras.saving.deserialize_keras_object(payload)
+    assert isinstance(restored, schedules.EpochPiecewiseConstant)
+    steps = [0, 7, 8, 18, 19, 100]
+    np.testing.assert_allclose(_values(restored, steps), [0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005], rtol=1e-6)
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(optimizer)))
+    assert keras.saving.deserialize_keras_object(config).learning_rate.numpy() == pytest.approx(0.05)
+
+
+def test_schedule_inside_xla():
+    schedule = schedules.resnet_schedule(0.1, global_batch_size=256, steps_per_epoch=1)
+    compiled = tf.function(lambda step: schedule(step), jit_compile=True)
+    np.testing.assert_allclose([float(compiled(tf.constant(s, tf.int64))) for s in (29, 30)], [0.1, 0.01], rtol=1e-6)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="one more entry"):
+        schedules.EpochPiecewiseConstant([0.1], [30], steps_per_epoch=1)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        schedules.EpochPiecewiseConstant([0.1, 0.2, 0.3], [60, 30], steps_per_epoch=1)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        schedules.resnet_schedule(global_batch_size=64, steps_per_epoch=0)
