@@ -48,6 +48,7 @@ def run(
     jit_compile: bool = False,
     seed: int = 0,
     clip_global_norm: float | None = None,
+    clip_value: float | None = None,
     mode: str = "train",
     evaluate_at_end: bool = True,
     evaluate_at_start: bool = False,
@@ -73,6 +74,8 @@ def run(
       jit_compile: compile the train step with XLA (what TPUs run; on CPU often slower).
       seed: seeds weights (keras.utils.set_random_seed) and the training data.
       clip_global_norm: clip the all-reduced gradient to this global norm.
+      clip_value: clip each element of the all-reduced gradient to [-clip_value, clip_value] (the shallow "LSTM Opt"
+        of thesis Chapter 2 trained with 0.3237).
       mode: "train" (train, then evaluate if `evaluate_at_end`) or "eval" (evaluate the latest checkpoint).
       evaluate_at_end: run `task.evaluate` after the last step.
       evaluate_at_start: also evaluate the untrained model when a run starts from scratch (the "before" figures).
@@ -151,7 +154,13 @@ def run(
         elif evaluate_at_start and train_steps > 0:
             evaluate(0)
         train_loop = _make_train_loop(
-            task, model, opt, strategy, jit_compile=jit_compile, clip_global_norm=clip_global_norm
+            task,
+            model,
+            opt,
+            strategy,
+            jit_compile=jit_compile,
+            clip_global_norm=clip_global_norm,
+            clip_value=clip_value,
         )
         dataset = strategy.distribute_datasets_from_function(
             lambda ctx: task.train_dataset(
@@ -207,6 +216,7 @@ def _make_train_loop(
     *,
     jit_compile: bool,
     clip_global_norm: float | None,
+    clip_value: float | None = None,
 ):
     """Returns a tf.function running n steps and returning per-metric sums over them (global-batch means)."""
     replicas = strategy.num_replicas_in_sync
@@ -219,10 +229,15 @@ def _make_train_loop(
             # Mean over this replica's batch / replicas: the optimizer's all-reduce SUM then yields the global mean.
             # The regulariser is added once per replica, hence divided by the replica count as well.
             scaled = (tf.cast(loss, tf.float32) + reg) / replicas
+        # Weights that only steer a non-differentiable choice (a decoder's argmax) get a zero gradient, not None.
         grads = tape.gradient(scaled, model.trainable_variables)
-        if clip_global_norm:
+        grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, model.trainable_variables)]
+        if clip_global_norm or clip_value:
             grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            grads, _ = tf.clip_by_global_norm(grads, clip_global_norm)
+            if clip_global_norm:
+                grads, _ = tf.clip_by_global_norm(grads, clip_global_norm)
+            if clip_value:
+                grads = [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
             grads = [g / replicas for g in grads]  # The optimizer's all-reduce sums these back to the clipped gradient.
         opt.apply_gradients(zip(grads, model.trainable_variables))
         out = {"loss": loss, "reg_loss": reg, **metrics}
