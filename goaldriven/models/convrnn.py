@@ -158,12 +158,18 @@ class ConvRNN(keras.Model):
                     f"the movie has {images.shape[1]} frames but times={times}; pass times={images.shape[1]}."
                 )
             return [images[:, t] for t in range(times)]
-        blank = ops.full_like(images, self.blank_value)
+        blank = ops.full((1, *images.shape[1:]), self.blank_value, dtype=self.compute_dtype)  # shared by the batch
         return [images if t < image_off else blank for t in range(times)]
 
-    def _step(self, frame, outputs, states, training):
+    def _step(self, frame, outputs, states, training, batch):
         """One time step: every node reads its predecessors' outputs from the previous step (or this step's, for the
-        feedforward unroll). Returns (new outputs, new states, readout logits)."""
+        feedforward unroll). Returns (new outputs, new states, readout logits).
+
+        Tensors with a leading dimension of 1 are the same for every example (zero stand-ins, zero states, blank
+        frames, and everything computed only from them, e.g. node k before t = k - 1): a node whose inputs and states
+        are all shared runs once at batch 1; otherwise its shared inputs are broadcast to the batch. Exact (the
+        gradient of a broadcast sums over the batch) and it skips the image-independent part of the unroll.
+        """
         new_outputs, new_states = {}, {}
         for i, node in enumerate(self.graph_nodes):
             if i == 0:
@@ -172,12 +178,16 @@ class ConvRNN(keras.Model):
                 prev = self.graph_nodes[i - 1].name
                 ff = new_outputs[prev] if self.unroll == "feedforward" else outputs[prev]
             others = [outputs[src] for src in self.others[node.name]]
-            new_outputs[node.name], new_states[node.name] = node(ff, others, states[node.name], training=training)
+            ins = [ff, *others, *states[node.name]]
+            if not all(_shared(x) for x in ins):
+                ins = [_expand(x, batch) for x in ins]
+            ff, others, sts = ins[0], ins[1 : 1 + len(others)], ins[1 + len(others) :]
+            new_outputs[node.name], new_states[node.name] = node(ff, others, sts, training=training)
         last = self.graph_nodes[-1].name
         logits = self.readout(new_outputs[last] if self.unroll == "feedforward" else outputs[last])
         return new_outputs, new_states, logits
 
-    def _remat_step(self, frame, outputs, states, training):
+    def _remat_step(self, frame, outputs, states, training, batch):
         names = self.node_names
         state_counts = [len(states[n]) for n in names]
 
@@ -186,7 +196,7 @@ class ConvRNN(keras.Model):
             rest, sts = list(flat[len(names) :]), {}
             for n, count in zip(names, state_counts):
                 sts[n], rest = rest[:count], rest[count:]
-            new_outs, new_sts, logits = self._step(frame, outs, sts, training)
+            new_outs, new_sts, logits = self._step(frame, outs, sts, training, batch)
             return [new_outs[n] for n in names] + [s for n in names for s in new_sts[n]] + [logits]
 
         flat_in = [outputs[n] for n in names] + [s for n in names for s in states[n]]
@@ -207,16 +217,17 @@ class ConvRNN(keras.Model):
         if unknown:
             raise ValueError(f"unknown feature layers {sorted(unknown)}; this model has {self.feature_names}.")
         frames = self._frames(images, times, image_off)
-        batch = ops.shape(frames[0])[0]
-        outputs = {n.name: convrnn_nodes.zeros_like_output(n, batch, self.compute_dtype) for n in self.graph_nodes}
-        states = {n.name: n.initial_state(batch) for n in self.graph_nodes}
+        batch = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+        # Zero stand-ins and zero states are the same for every example: batch 1 (see _step).
+        outputs = {n.name: convrnn_nodes.zeros_like_output(n, 1, self.compute_dtype) for n in self.graph_nodes}
+        states = {n.name: n.initial_state(1) for n in self.graph_nodes}
         per_step_logits, features = [], {name: [] for name in feature_layers}
         for t in range(times):
             step = self._remat_step if (self.remat and training) else self._step
-            outputs, states, logits = step(frames[t], outputs, states, training)
-            per_step_logits.append(ops.cast(logits, "float32"))
+            outputs, states, logits = step(frames[t], outputs, states, training, batch)
+            per_step_logits.append(_expand(ops.cast(logits, "float32"), batch))
             for name in feature_layers:
-                features[name].append(per_step_logits[-1] if name == READOUT else outputs[name])
+                features[name].append(per_step_logits[-1] if name == READOUT else _expand(outputs[name], batch))
         window = ops.stack(per_step_logits[self.decoder_start :], axis=1)  # (b, t', k)
         return {
             "logits": self._decode(window),
@@ -262,3 +273,15 @@ class ConvRNN(keras.Model):
         config["readout"] = keras.saving.deserialize_keras_object(config["readout"])
         config["edges"] = [tuple(e) for e in config["edges"]]
         return cls(**config)
+
+
+def _shared(x) -> bool:
+    """True for a tensor shared by the whole batch (leading dimension 1)."""
+    return x.shape[0] == 1
+
+
+def _expand(x, batch):
+    """Broadcasts a shared (leading dimension 1) tensor to the batch; other tensors pass through."""
+    if not _shared(x) or (isinstance(batch, int) and batch == 1):
+        return x
+    return tf.broadcast_to(x, tf.concat([[batch], tf.shape(x)[1:]], axis=0))

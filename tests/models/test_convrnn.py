@@ -82,8 +82,8 @@ def test_blank_frames_follow_the_schedule():
     model = convrnn_zoo.build_convrnn("basenet6", num_classes=5, width_multiplier=1 / 16, image_size=16, build=False)
     frames = model._frames(_images(0), times=6, image_off=2)  # pylint: disable=protected-access
     np.testing.assert_array_equal(frames[1], _images(0))
-    for t in range(2, 6):
-        np.testing.assert_array_equal(frames[t], np.full((2, 16, 16, 3), 0.5, np.float32))
+    for t in range(2, 6):  # one blank frame shared by the batch
+        np.testing.assert_array_equal(frames[t], np.full((1, 16, 16, 3), 0.5, np.float32))
 
 
 def test_conv1_output_after_image_off_is_the_blank_response():
@@ -165,3 +165,21 @@ def test_bad_arguments_name_the_fix():
     model = convrnn_zoo.build_convrnn("basenet6", num_classes=5, width_multiplier=1 / 16, image_size=16)
     with pytest.raises(ValueError, match="unknown feature layers"):
         model(_images(0), feature_layers=("conv9",))
+
+
+def test_batch_shared_computation_is_exact():
+    """Image-independent steps run once at batch 1 and are broadcast; logits and gradients equal per-example runs."""
+    model = convrnn_zoo.build_convrnn("rgc_intermediate", num_classes=5, width_multiplier=1 / 16, image_size=16)
+    images, labels = _images(4), tf.constant([2, 0])
+
+    def loss_and_grads(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)["logits"]
+            loss = tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        return logits, tape.gradient(loss, model.trainable_variables)
+
+    logits, grads = loss_and_grads(images, labels)
+    singles = [loss_and_grads(images[i : i + 1], labels[i : i + 1]) for i in range(2)]
+    np.testing.assert_allclose(logits, np.concatenate([s[0] for s in singles]), rtol=1e-5, atol=1e-6)
+    for g, g0, g1 in zip(grads, singles[0][1], singles[1][1]):
+        np.testing.assert_allclose(g, np.asarray(g0) + np.asarray(g1), rtol=1e-4, atol=1e-6)
