@@ -19,19 +19,35 @@ def test_there_are_experiments_and_no_init_in_gin_folder():
     assert not os.path.exists(os.path.join(REPO, "gin", "__init__.py"))  # would shadow gin-config
 
 
+def _smoke_batch(task):
+    """One tiny training batch of the experiment's task."""
+    if hasattr(task, "trajectories"):  # path integration
+        return task.make_batch(task.trajectories, 4)(tf.constant(0, tf.int64), tf.constant([0, 1], tf.int64))
+    images = tf.random.stateless_normal([2, 32, 32, 3], [0, 1])
+    return {"images": images, "labels": tf.constant([1, 3])}
+
+
+def _tiny_bindings(path):
+    """ConvRNNs and BaseNets at 1/16 width (the feedforward ResNets/AlexNet have no width option; built at 32 px)."""
+    text = open(path).read()
+    if "models/zoo.gin" in text and not any(f"MODEL = '{m}" in text for m in ("alexnet", "resnet")):
+        return [os.path.join(REPO, "gin", "models", "zoo_tiny.gin")]
+    return []
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_experiment_parses_and_builds(path):
     gin.clear_config()
     for root in config_paths.gin_roots():
         gin.add_config_file_search_path(str(root))
     try:
-        gin.parse_config_files_and_bindings([path, os.path.join(REPO, "gin", "testing", "smoke.gin")], [])
+        smoke = os.path.join(REPO, "gin", "testing", "smoke.gin")
+        gin.parse_config_files_and_bindings([path, *_tiny_bindings(path), smoke], [])
         header = open(path).read().split("\n")[0]
         assert header.startswith("#"), "experiment files start with a header comment"
         task = gin.query_parameter("loop.run.task").scoped_configurable_fn()
         model = task.build_model()
-        batch = task.make_batch(task.trajectories, 4)(tf.constant(0, tf.int64), tf.constant([0, 1], tf.int64))
-        loss, metrics = task.compute_loss(model, batch, training=True)
+        loss, metrics = task.compute_loss(model, _smoke_batch(task), training=True)
         assert np.isfinite(float(loss)) and set(metrics) == set(task.metric_names)
         assert gin.query_parameter("TRAIN_STEPS/macro.value") == 4
     finally:

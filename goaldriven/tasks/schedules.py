@@ -14,6 +14,7 @@ RGC Median) dropped the rate x0.1 by hand when validation top-1 saturated (spec 
 metric, i.e. a callback in the loop (ReduceLROnPlateau-like), not a function of the step.
 """
 
+import math
 from typing import Sequence
 
 import keras
@@ -142,3 +143,12 @@ def alexnet_schedule(
         base_learning_rate, global_batch_size=global_batch_size, reference_batch_size=reference_batch_size
     )
     return EpochPiecewiseConstant([base * m for m in multipliers], boundaries, steps_per_epoch, name="alexnet_schedule")
+
+
+def train_steps_for_epochs(
+    epochs: float = 90, *, global_batch_size: int, num_examples: int = IMAGENET_TRAIN_EXAMPLES
+) -> int:
+    """Optimizer steps of `epochs` passes over `num_examples` (rounded up): the TRAIN_STEPS of the ImageNet configs."""
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0. Received: {epochs}")
+    return int(math.ceil(epochs * imagenet_steps_per_epoch(global_batch_size, num_examples)))

@@ -1,0 +1,265 @@
+"""Benchmark: ConvRNN training throughput against the machine's conv/matmul peak, and rematerialisation memory.
+
+Measures, in one run and on this machine:
+  * the machine's conv and matmul throughput (GFLOP/s, forward + both backward passes of a 3x3 conv over several map
+    sizes, and square matmuls) in float32 and bfloat16; peak = the best shape;
+  * training images/s of `rgc_shallow` and `rgc_intermediate` at 64 and 128 px (full width, 1000 classes, their
+    training unrolls of 16 / 17 steps), float32 and mixed_bfloat16, and of the matching feedforward BaseNet unrolled
+    once (`basenet6`, `basenet11`): the loop's compiled train step (SGD momentum, L2, data on device);
+  * FLOPs per step counted from the traced forward graph (every Conv2D, depthwise conv, MatMul and einsum,
+    multiply-add = 2 FLOPs) times 3 (forward, input gradient, weight gradient), and the fraction of the measured
+    peak the step reaches;
+  * peak memory of one `rgc_intermediate` training step (TensorFlow allocator peak, and process RSS) for 17 and 26
+    unroll steps, with and without per-time-step rematerialisation.
+Every configuration runs in its own subprocess so memory figures and dtype policies do not mix. XLA is off: on CPU
+TensorFlow's oneDNN kernels are faster than XLA's (bfloat16 convs run at about half speed under XLA here).
+
+Usage: python bench/convrnn.py [--out bench/results/convrnn.json] [--steps 3] [--batch 8] [--quick]
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from goaldriven import checkpointing
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+PAIRS = {"rgc_shallow": "basenet6", "rgc_intermediate": "basenet11"}
+
+
+def peak(dtype_name: str, reps: int = 5) -> dict:
+    """Best GFLOP/s of 3x3 convs (forward + input and weight gradients) and of square matmuls in `dtype_name`."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    dtype = getattr(tf, dtype_name)
+    out = {}
+    for h, c, b in ((56, 64, 16), (28, 128, 16), (14, 256, 16), (7, 512, 16)):
+        x = tf.cast(tf.random.normal([b, h, h, c]), dtype)
+        w = tf.Variable(tf.cast(tf.random.normal([3, 3, c, c]) * 0.05, dtype))
+
+        @tf.function
+        def conv_step(x, w=w):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(tf.cast(tf.nn.conv2d(x, w, 1, "SAME"), tf.float32))
+            gx, gw = tape.gradient(loss, [x, w])
+            return tf.reduce_sum(tf.cast(gx, tf.float32)) + tf.reduce_sum(tf.cast(gw, tf.float32))
+
+        out[f"conv3x3_{h}x{h}x{c}_b{b}"] = 3 * 2 * b * h * h * 9 * c * c / _best(lambda: conv_step(x), reps) / 1e9
+    for n in (1024, 2048):
+        a = tf.cast(tf.random.normal((n, n)), dtype)
+        mm = tf.function(lambda a: tf.reduce_sum(tf.cast(tf.matmul(a, a), tf.float32)))
+        out[f"matmul_{n}"] = 2 * n**3 / _best(lambda: mm(a), reps) / 1e9
+    return {"gflops_by_shape": out, "peak_gflops": max(out.values())}
+
+
+def _best(fn, reps: int) -> float:
+    float(fn())
+    times = []
+    for _ in range(reps):
+        began = time.perf_counter()
+        float(fn())
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def forward_flops(model, images) -> float:
+    """Conv/matmul FLOPs of one forward pass, read from the traced graph's static shapes."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+
+    graph = tf.function(lambda x: model(x, training=True)["logits"]).get_concrete_function(images).graph
+    total = 0.0
+    for op in graph.get_operations():
+        if op.type == "Conv2D":
+            kh, kw, cin, _ = op.inputs[1].shape
+            total += 2 * np.prod(op.outputs[0].shape) * kh * kw * cin
+        elif op.type == "DepthwiseConv2dNative":
+            kh, kw, _, _ = op.inputs[1].shape
+            total += 2 * np.prod(op.outputs[0].shape) * kh * kw
+        elif op.type in ("MatMul", "BatchMatMulV2"):
+            a = op.inputs[0].shape
+            k = a[-1] if not op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x") else a[-2]
+            total += 2 * np.prod(op.outputs[0].shape) * k
+        elif op.type == "Einsum":
+            # bilinear resizes: "Hh,bhwc,Ww->bHWc" costs about 2 * (b h W c) * w + 2 * (b H W c) * h
+            total += 2 * np.prod(op.outputs[0].shape) * max(int(s.shape[-1]) for s in op.inputs)
+    return float(total)
+
+
+class _SyntheticImages:
+    """A Task with fixed random images and labels (the benchmark times the model step, not the input pipeline)."""
+
+    name = "synthetic_imagenet"
+    metric_names = ()
+
+    def __init__(self, model_fn, image_size: int, num_classes: int = 1000):
+        self.model_fn, self.image_size, self.num_classes = model_fn, image_size, num_classes
+
+    def build_model(self):
+        return self.model_fn()
+
+    def train_dataset(self, *, global_batch_size, input_context, start_step, seed):
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        del input_context, start_step
+        images = tf.random.stateless_normal([global_batch_size, self.image_size, self.image_size, 3], [seed, 0])
+        labels = tf.random.stateless_uniform([global_batch_size], [seed, 1], maxval=self.num_classes, dtype=tf.int32)
+        return tf.data.Dataset.from_tensors({"image": images, "label": labels}).repeat()
+
+    def compute_loss(self, model, batch, *, training):
+        import keras  # pylint: disable=g-import-not-at-top
+        import tensorflow as tf
+
+        logits = model(batch["image"], training=training)["logits"]
+        loss = keras.losses.sparse_categorical_crossentropy(batch["label"], logits, from_logits=True)
+        return tf.reduce_mean(loss), {}
+
+
+def step(name: str, image_size: int, precision: str, batch: int, steps: int, times: int, remat: bool) -> dict:
+    """Times the loop's train step of one model; returns seconds, images/s, FLOPs and peak memory."""
+    import keras  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+
+    from goaldriven.models import convrnn_zoo
+    from goaldriven.tasks import loop
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)  # 2 cores: concurrent convs only contend
+    keras.mixed_precision.set_global_policy(precision)
+    length = "full" if times <= 0 else times
+    task = _SyntheticImages(
+        lambda: convrnn_zoo.build_convrnn(name, image_size=image_size, unroll_length=length, remat=remat), image_size
+    )
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = task.build_model()
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        optimizer.build(model.trainable_variables)
+    train = loop._make_train_loop(  # pylint: disable=protected-access
+        task, model, optimizer, strategy, jit_compile=False, clip_global_norm=None
+    )
+    iterator = iter(
+        strategy.distribute_datasets_from_function(
+            lambda ctx: task.train_dataset(global_batch_size=batch, input_context=ctx, start_step=0, seed=0)
+        )
+    )
+    one = tf.constant(1)
+    float(train(iterator, one)["loss"])  # trace + warm-up
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    seconds = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        float(train(iterator, one)["loss"])
+        seconds.append(time.perf_counter() - began)
+    memory = tf.config.experimental.get_memory_info("CPU:0")
+    images = tf.zeros([batch, image_size, image_size, 3])
+    flops = 3 * forward_flops(model, images)
+    median = statistics.median(seconds)
+    return {
+        "model": name,
+        "image_size": image_size,
+        "precision": precision,
+        "global_batch_size": batch,
+        "times": model.times,
+        "remat": remat,
+        "trainable_parameters": sum(int(tf.size(v)) for v in model.trainable_variables),
+        "step_seconds": median,
+        "step_seconds_all": seconds,
+        "images_per_second": batch / median,
+        "gflop_per_step": flops / 1e9,
+        "achieved_gflops": flops / median / 1e9,
+        "tf_peak_memory_mb": memory["peak"] / 2**20,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _subprocess(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "convrnn.json"))
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (median reported)")
+    parser.add_argument("--batch", type=int, default=8, help="global batch of the throughput runs")
+    parser.add_argument("--memory-batch", type=int, default=4, help="global batch of the memory runs (128 px)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--quick", action="store_true", help="64 px only, 1 timed step (a smoke run)")
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "peak":
+            print(json.dumps(peak(rest[0])))
+        else:
+            name, size, precision, batch, times, remat = rest
+            print(json.dumps(step(name, int(size), precision, int(batch), args.steps, int(times), remat == "1")))
+        return
+    if args.quick:
+        args.sizes, args.steps = [64], 1
+    me = os.path.abspath(__file__)
+
+    def run(name, size, precision, batch, times=0, remat=False):
+        out = _subprocess(
+            [me, "--steps", str(args.steps), "--worker", "step", name, str(size), precision, str(batch), str(times),
+             "1" if remat else "0"]
+        )  # fmt: skip
+        print(
+            f"{name:18s} {size:4d}px {precision:15s} T={out['times']:2d} remat={int(remat)} b={batch}: "
+            f"{out['step_seconds']:.2f} s/step, {out['images_per_second']:.2f} img/s, "
+            f"{out['achieved_gflops']:.0f} GFLOP/s, TF peak {out['tf_peak_memory_mb']:.0f} MB",
+            flush=True,
+        )
+        return out
+
+    result = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "peaks": {},
+        "throughput": [],
+        "memory": [],
+    }
+    for precision, dtype in PRECISIONS.items():
+        result["peaks"][precision] = _subprocess([me, "--worker", "peak", dtype])
+        print(f"peak {precision}: {result['peaks'][precision]['peak_gflops']:.0f} GFLOP/s", flush=True)
+    for size in args.sizes:
+        for precision in PRECISIONS:
+            for rnn, ff in PAIRS.items():
+                r, f = run(rnn, size, precision, args.batch), run(ff, size, precision, args.batch)
+                peak_gflops = result["peaks"][precision]["peak_gflops"]
+                for entry in (r, f):
+                    entry["fraction_of_peak"] = entry["achieved_gflops"] / peak_gflops
+                r["images_per_second_vs_basenet"] = r["images_per_second"] / f["images_per_second"]
+                result["throughput"] += [r, f]
+    for times in (17, 26):
+        for remat in (False, True):
+            result["memory"].append(run("rgc_intermediate", 128, "float32", args.memory_batch, times, remat))
+    mem = {(m["times"], m["remat"]): m["tf_peak_memory_mb"] for m in result["memory"]}
+    result["remat_target_met"] = mem[(26, True)] <= mem[(17, False)]
+    best = [
+        t["fraction_of_peak"]
+        for t in result["throughput"]
+        if t["model"] == "rgc_intermediate" and t["precision"] == "mixed_bfloat16"
+    ]
+    result["rgc_intermediate_bf16_fraction_of_peak"] = max(best)
+    print(
+        f"rgc_intermediate mixed_bfloat16 reaches {max(best):.0%} of the bfloat16 peak (target 40%); "
+        f"26 steps + remat {mem[(26, True)]:.0f} MB vs 17 steps {mem[(17, False)]:.0f} MB "
+        f"(target met: {result['remat_target_met']})"
+    )
+    checkpointing.write_json_atomic(args.out, result)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
