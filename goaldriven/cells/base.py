@@ -8,7 +8,8 @@
 * `HWCLayerNorm`: tf.contrib.layers.layer_norm as the reference uses it: for each example,
       y = (x - mean) / sqrt(var + 1e-12) * gamma + beta,   mean/var over (h, w, c) jointly, gamma/beta per channel
   (spec 0.2, A-25; keras.layers.LayerNormalization(axis=[1, 2, 3]) would have (h, w, c)-shaped gamma/beta).
-* `make_conv`: a stride-1 SAME Conv2D or SeparableConv2D(depth_multiplier=1) whose kernel is clipped to the feature
+* `make_conv`: a stride-1 SAME Conv2D or SeparableConv2D(depth_multiplier=1; cells/separable.py, with a fast kernel
+  gradient) whose kernel is clipped to the feature
   map (the reference's `_conv` / `_ds_conv` clip; spec 4.7). Clipping is applied to every cell: released non-RGC
   models never have a kernel larger than their map, so it changes nothing there.
 * `kernel_initializer(init_scale)`: None -> Glorot uniform (the reference's xavier / tf.get_variable default);
@@ -18,6 +19,8 @@
 # b: batch, h/w: space, c: channels
 import keras
 from keras import ops
+
+from goaldriven.cells import separable
 
 
 def tf1_l2(weight_decay: float):
@@ -62,7 +65,7 @@ def make_conv(
     common = dict(padding="same", use_bias=use_bias, bias_initializer=bias_initializer, name=name, dtype=dtype)
     common["bias_regularizer"] = bias_regularizer
     if depth_separable:
-        return keras.layers.SeparableConv2D(
+        return separable.SeparableConv2D(
             filters,
             ks,
             depth_multiplier=1,
