@@ -30,6 +30,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 from keras import ops
+from keras.src.backend.common import variables as variables_lib  # AutocastScope: no public alias in Keras 3
 
 from goaldriven.models import convrnn_nodes
 
@@ -187,25 +188,42 @@ class ConvRNN(keras.Model):
         logits = self.readout(new_outputs[last] if self.unroll == "feedforward" else outputs[last])
         return new_outputs, new_states, logits
 
-    def _remat_step(self, frame, outputs, states, training, batch):
+    def _remat_step(self, frame, outputs, states, training, batch, weights):
         names = self.node_names
         state_counts = [len(states[n]) for n in names]
+        n_flat = len(names) + sum(state_counts)
 
         def flat_step(frame, *flat):
             outs = dict(zip(names, flat[: len(names)]))
-            rest, sts = list(flat[len(names) :]), {}
+            rest, sts = list(flat[len(names) : n_flat]), {}
             for n, count in zip(names, state_counts):
                 sts[n], rest = rest[:count], rest[count:]
-            new_outs, new_sts, logits = self._step(frame, outs, sts, training, batch)
+            with self._weights_scope(flat[n_flat:]):
+                new_outs, new_sts, logits = self._step(frame, outs, sts, training, batch)
             return [new_outs[n] for n in names] + [s for n in names for s in new_sts[n]] + [logits]
 
         flat_in = [outputs[n] for n in names] + [s for n in names for s in states[n]]
-        flat_out = tf.recompute_grad(flat_step)(frame, *flat_in)
+        flat_out = tf.recompute_grad(flat_step)(frame, *flat_in, *weights)
         new_outputs = dict(zip(names, flat_out[: len(names)]))
         rest, new_states = list(flat_out[len(names) : -1]), {}
         for n, count in zip(names, state_counts):
             new_states[n], rest = rest[:count], rest[count:]
         return new_outputs, new_states, flat_out[-1]
+
+    def _weights_scope(self, weights):
+        """Inside, the model's trainable variables read as `weights` (this step's link of the weight chain)."""
+        return keras.StatelessScope(state_mapping=list(zip(self.trainable_variables, weights)))
+
+    def _weight_chain_start(self):
+        """float32 tensors equal to the trainable variables, read once per call.
+
+        In training, step t reads the weights through the chain w_t = identity(w_{t-1}), so the gradient of each weight
+        is summed step by step (each link has two consumers) instead of keeping one gradient copy per time step until
+        the end of the backward pass (TensorFlow aggregates all partial gradients of a tensor at once): without the
+        chain, T copies of the weight gradients dominate the memory of a long unroll, rematerialised or not.
+        """
+        with variables_lib.AutocastScope(None):  # the float32 values; reads inside the scope autocast as usual
+            return [tf.identity(v.value) for v in self.trainable_variables]
 
     def call(self, images, training=False, times=None, image_off=None, feature_layers=()):
         times = self.times if times is None else int(times)
@@ -222,9 +240,17 @@ class ConvRNN(keras.Model):
         outputs = {n.name: convrnn_nodes.zeros_like_output(n, 1, self.compute_dtype) for n in self.graph_nodes}
         states = {n.name: n.initial_state(1) for n in self.graph_nodes}
         per_step_logits, features = [], {name: [] for name in feature_layers}
+        weights = self._weight_chain_start() if training else None
         for t in range(times):
-            step = self._remat_step if (self.remat and training) else self._step
-            outputs, states, logits = step(frames[t], outputs, states, training, batch)
+            if weights is None:
+                outputs, states, logits = self._step(frames[t], outputs, states, training, batch)
+            elif self.remat:
+                outputs, states, logits = self._remat_step(frames[t], outputs, states, training, batch, weights)
+            else:
+                with self._weights_scope(weights):
+                    outputs, states, logits = self._step(frames[t], outputs, states, training, batch)
+            if weights is not None:
+                weights = [tf.identity(w) for w in weights]
             per_step_logits.append(_expand(ops.cast(logits, "float32"), batch))
             for name in feature_layers:
                 features[name].append(per_step_logits[-1] if name == READOUT else _expand(outputs[name], batch))
