@@ -20,8 +20,9 @@ to L, the reference convention (spec A-3); `start_time` gives both conventions p
 `unroll="feedforward"` is the conventional unroll instead: each step is a whole feedforward pass (feedback from
 t - 1); with `times=1` it is a plain CNN (the BaseNets "unrolled once").
 
-`remat=True` wraps each time step in `tf.recompute_grad`: the backward pass recomputes a step's activations from
-the outputs and states it received, so only those are kept per step (longer unrolls fit in accelerator memory).
+`remat=k` (True = 1) wraps each segment of k time steps in `tf.recompute_grad`: the backward pass recomputes a
+segment's activations from the outputs and states it received, so only those are kept, once per segment (longer
+unrolls fit in accelerator memory; k = 2 halves what is kept again for one more forward pass of 2 steps).
 """
 
 # b: batch, t: time, h/w: space, c: channels, k: classes
@@ -54,7 +55,7 @@ class ConvRNN(keras.Model):
       decoder_start: first readout step the decoders consider (default: the readout's node index L).
       threshold: probability threshold of the "thresh" decoder.
       unroll: "biological" or "feedforward".
-      remat: recompute each time step's activations in the backward pass.
+      remat: recompute the activations of each segment of `remat` steps (True = 1) in the backward pass; 0/False: off.
 
     Call args:
       images: (b, h, w, c) image shown with the schedule, or (b, t, h, w, c) movie used as given.
@@ -79,7 +80,7 @@ class ConvRNN(keras.Model):
         decoder_start: int | None = None,
         threshold: float = 0.9,
         unroll: str = "biological",
-        remat: bool = False,
+        remat: bool | int = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -108,7 +109,9 @@ class ConvRNN(keras.Model):
             self.decoder_start = 0
         self.threshold = float(threshold)
         self.unroll = unroll
-        self.remat = bool(remat)
+        if int(remat) < 0:
+            raise ValueError(f"remat is the number of steps per recomputed segment (>= 0); received {remat!r}.")
+        self.remat = int(remat)
         # The harbor order: feedforward input first, then the other sources in sorted(name) order (spec 2).
         self.others = {n: sorted(src for src, dst in self.edges if dst == n) for n in names}
         self._check_times(self.times)
@@ -188,27 +191,37 @@ class ConvRNN(keras.Model):
         logits = self.readout(new_outputs[last] if self.unroll == "feedforward" else outputs[last])
         return new_outputs, new_states, logits
 
-    def _remat_step(self, frame, outputs, states, training, batch, weights):
+    def _remat_segment(self, frames, outputs, states, training, batch, weights, feature_layers):
+        """len(frames) steps under one tf.recompute_grad; returns (outputs, states, [logits_t], {name: [feature_t]})."""
         names = self.node_names
         state_counts = [len(states[n]) for n in names]
-        n_flat = len(names) + sum(state_counts)
+        n_frames, n_state = len(frames), len(names) + sum(state_counts)
 
-        def flat_step(frame, *flat):
+        def unflatten(flat):
             outs = dict(zip(names, flat[: len(names)]))
-            rest, sts = list(flat[len(names) : n_flat]), {}
+            rest, sts = list(flat[len(names) : n_state]), {}
             for n, count in zip(names, state_counts):
                 sts[n], rest = rest[:count], rest[count:]
-            with self._weights_scope(flat[n_flat:]):
-                new_outs, new_sts, logits = self._step(frame, outs, sts, training, batch)
-            return [new_outs[n] for n in names] + [s for n in names for s in new_sts[n]] + [logits]
+            return outs, sts
+
+        def segment(*flat):
+            outs, sts = unflatten(flat[n_frames:])
+            logits, feats = [], []
+            with self._weights_scope(flat[n_frames + n_state :]):
+                for frame in flat[:n_frames]:
+                    outs, sts, step_logits = self._step(frame, outs, sts, training, batch)
+                    logits.append(_expand(step_logits, batch))
+                    feats += [logits[-1] if name == READOUT else _expand(outs[name], batch) for name in feature_layers]
+            return [outs[n] for n in names] + [s for n in names for s in sts[n]] + logits + feats
 
         flat_in = [outputs[n] for n in names] + [s for n in names for s in states[n]]
-        flat_out = tf.recompute_grad(flat_step)(frame, *flat_in, *weights)
-        new_outputs = dict(zip(names, flat_out[: len(names)]))
-        rest, new_states = list(flat_out[len(names) : -1]), {}
-        for n, count in zip(names, state_counts):
-            new_states[n], rest = rest[:count], rest[count:]
-        return new_outputs, new_states, flat_out[-1]
+        flat_out = tf.recompute_grad(segment)(*frames, *flat_in, *weights)
+        new_outputs, new_states = unflatten(flat_out)
+        logits = list(flat_out[n_state : n_state + n_frames])
+        feats = flat_out[n_state + n_frames :]
+        k = len(feature_layers)
+        features = {name: [feats[i * k + j] for i in range(n_frames)] for j, name in enumerate(feature_layers)}
+        return new_outputs, new_states, logits, features
 
     def _weights_scope(self, weights):
         """Inside, the model's trainable variables read as `weights` (this step's link of the weight chain)."""
@@ -241,19 +254,29 @@ class ConvRNN(keras.Model):
         states = {n.name: n.initial_state(1) for n in self.graph_nodes}
         per_step_logits, features = [], {name: [] for name in feature_layers}
         weights = self._weight_chain_start() if training else None
-        for t in range(times):
-            if weights is None:
-                outputs, states, logits = self._step(frames[t], outputs, states, training, batch)
-            elif self.remat:
-                outputs, states, logits = self._remat_step(frames[t], outputs, states, training, batch, weights)
+        t = 0
+        while t < times:
+            if weights is not None and self.remat:
+                k = min(self.remat, times - t)
+                outputs, states, logits, feats = self._remat_segment(
+                    frames[t : t + k], outputs, states, training, batch, weights, feature_layers
+                )
+                per_step_logits += [ops.cast(x, "float32") for x in logits]
+                for name in feature_layers:
+                    features[name] += feats[name]
+                t += k
             else:
-                with self._weights_scope(weights):
+                if weights is None:
                     outputs, states, logits = self._step(frames[t], outputs, states, training, batch)
+                else:
+                    with self._weights_scope(weights):
+                        outputs, states, logits = self._step(frames[t], outputs, states, training, batch)
+                per_step_logits.append(_expand(ops.cast(logits, "float32"), batch))
+                for name in feature_layers:
+                    features[name].append(per_step_logits[-1] if name == READOUT else _expand(outputs[name], batch))
+                t += 1
             if weights is not None:
                 weights = [tf.identity(w) for w in weights]
-            per_step_logits.append(_expand(ops.cast(logits, "float32"), batch))
-            for name in feature_layers:
-                features[name].append(per_step_logits[-1] if name == READOUT else _expand(outputs[name], batch))
         window = ops.stack(per_step_logits[self.decoder_start :], axis=1)  # (b, t', k)
         return {
             "logits": self._decode(window),

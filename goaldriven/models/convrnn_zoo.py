@@ -111,7 +111,7 @@ def build_convrnn(
     blank_value: float = 0.5,
     decoder: str | None = None,
     decoder_start: int | None = None,
-    remat: bool = False,
+    remat: bool | int = False,
     unroll: str | None = None,
     build: bool = True,
 ) -> convrnn.ConvRNN:
@@ -129,7 +129,7 @@ def build_convrnn(
       decoder: overrides the name's decoder ("last", "thresh", "max_conf").
       decoder_start: first readout step the decoders see (default L, the reference convention; lower it for short
         test unrolls).
-      remat: per-time-step rematerialisation.
+      remat: rematerialisation: recompute segments of `remat` steps (True = 1) in the backward pass.
       unroll: "biological" (ConvRNN default) or "feedforward" (BaseNet default).
       build: create the weights for (None, image_size, image_size, 3) inputs.
     """

@@ -137,11 +137,11 @@ def test_timedecay_with_zero_tau_equals_the_11_layer_basenet():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ugrnn_intermediate", "rgc_intermediate"])
-def test_remat_gives_the_same_gradients(name):
+@pytest.mark.parametrize("name, segment", [("ugrnn_intermediate", 1), ("rgc_intermediate", 1), ("rgc_intermediate", 2)])
+def test_remat_gives_the_same_gradients(name, segment):
     kwargs = dict(num_classes=5, width_multiplier=1 / 16, image_size=16, unroll_length=13)
     plain = convrnn_zoo.build_convrnn(name, **kwargs)
-    remat = convrnn_zoo.build_convrnn(name, remat=True, **kwargs)
+    remat = convrnn_zoo.build_convrnn(name, remat=segment, **kwargs)
     remat.set_weights(plain.get_weights())
     images, labels = _images(0), tf.constant([1, 3])
 
