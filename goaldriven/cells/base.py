@@ -233,3 +233,38 @@ class ConvCell(keras.layers.Layer):
         config = super().get_config()
         config.update({"filters": self.filters, "weight_decay": self.weight_decay, "init_scale": self.init_scale})
         return config
+
+
+class SingleConvGatedCell(ConvCell):
+    """Shared constructor, state and config of the cells built on one conv over [x; s] with a forget bias
+    (UGRNN, IntersectionRNN); subclasses define `build` and `call`.
+
+    Args:
+      filters: c, the state depth.
+      kernel_size: square kernel (reference: 3).
+      forget_bias: added to the gate pre-activations inside the sigmoid (reference: 1.0).
+      weight_decay, init_scale: as ConvCell.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        forget_bias: float = 1.0,
+        weight_decay: float = 1e-4,
+        init_scale: float | None = None,
+        **kwargs,
+    ):
+        super().__init__(filters, weight_decay=weight_decay, init_scale=init_scale, **kwargs)
+        check_kernel_size("kernel_size", kernel_size)
+        self.kernel_size = kernel_size
+        self.forget_bias = float(forget_bias)
+
+    @property
+    def state_channels(self) -> tuple[int, ...]:
+        return (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"kernel_size": self.kernel_size, "forget_bias": self.forget_bias})
+        return config

@@ -17,7 +17,7 @@ from goaldriven.cells import base
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
-class ConvIntersectionRNNCell(base.ConvCell):
+class ConvIntersectionRNNCell(base.SingleConvGatedCell):
     """Convolutional IntersectionRNN: a gated state path and a gated input-to-output (depth) path.
 
     Args:
@@ -39,24 +39,6 @@ class ConvIntersectionRNNCell(base.ConvCell):
     Reference: Collins, Sohl-Dickstein & Sussillo, ICLR 2017; Nayebi thesis 2022, Chapter 2.
     """
 
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int = 3,
-        forget_bias: float = 1.0,
-        weight_decay: float = 1e-4,
-        init_scale: float | None = None,
-        **kwargs,
-    ):
-        super().__init__(filters, weight_decay=weight_decay, init_scale=init_scale, **kwargs)
-        base.check_kernel_size("kernel_size", kernel_size)
-        self.kernel_size = kernel_size
-        self.forget_bias = float(forget_bias)
-
-    @property
-    def state_channels(self) -> tuple[int, ...]:
-        return (self.filters,)
-
     def build(self, input_shape):
         self._record_input_shape(input_shape)
         if self.input_channels != self.filters:
@@ -76,8 +58,3 @@ class ConvIntersectionRNNCell(base.ConvCell):
         s = p * s_prev + (1.0 - p) * ops.tanh(m_pre)
         h = y * inputs + (1.0 - y) * ops.relu(n_pre)
         return h, [s]
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"kernel_size": self.kernel_size, "forget_bias": self.forget_bias})
-        return config

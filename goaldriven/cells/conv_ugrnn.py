@@ -17,7 +17,7 @@ from goaldriven.cells import base
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
-class ConvUGRNNCell(base.ConvCell):
+class ConvUGRNNCell(base.SingleConvGatedCell):
     """Convolutional UGRNN: one conv over [x; s] gives the update gate and the candidate.
 
     Args:
@@ -39,24 +39,6 @@ class ConvUGRNNCell(base.ConvCell):
     Reference: Collins, Sohl-Dickstein & Sussillo, ICLR 2017; Nayebi thesis 2022, Chapter 2.
     """
 
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int = 3,
-        forget_bias: float = 1.0,
-        weight_decay: float = 1e-4,
-        init_scale: float | None = None,
-        **kwargs,
-    ):
-        super().__init__(filters, weight_decay=weight_decay, init_scale=init_scale, **kwargs)
-        base.check_kernel_size("kernel_size", kernel_size)
-        self.kernel_size = kernel_size
-        self.forget_bias = float(forget_bias)
-
-    @property
-    def state_channels(self) -> tuple[int, ...]:
-        return (self.filters,)
-
     def build(self, input_shape):
         self._record_input_shape(input_shape)
         self.conv = self.build_conv(2 * self.filters, self.kernel_size, self.input_channels + self.filters, name="conv")
@@ -69,8 +51,3 @@ class ConvUGRNNCell(base.ConvCell):
         gate = ops.sigmoid(gate_pre + self.forget_bias)  # (b, h, w, c)
         s = gate * s_prev + (1.0 - gate) * ops.tanh(cand_pre)
         return s, [s]
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"kernel_size": self.kernel_size, "forget_bias": self.forget_bias})
-        return config
