@@ -22,7 +22,7 @@ t - 1); with `times=1` it is a plain CNN (the BaseNets "unrolled once").
 
 `remat=k` (True = 1) wraps each segment of k time steps in `tf.recompute_grad`: the backward pass recomputes a
 segment's activations from the outputs and states it received, so only those are kept, once per segment (longer
-unrolls fit in accelerator memory; k = 2 halves what is kept again for one more forward pass of 2 steps).
+unrolls fit in accelerator memory; a larger k keeps fewer segment inputs but recomputes longer segments).
 """
 
 # b: batch, t: time, h/w: space, c: channels, k: classes
