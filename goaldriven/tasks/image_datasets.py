@@ -147,8 +147,35 @@ def num_examples(name: str, split: str, *, data_dir: str | None = None) -> int:
     return _cardinality(_read(tfds.builder(name, data_dir=data_dir), split), split)
 
 
+class _TFDSData:
+    """The train/eval/count methods `ImageClassificationTask` calls; subclasses set `tfds_name` and `_dataset`."""
+
+    tfds_name: str = ""
+
+    def _dataset(self, **kwargs) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
+        return self._dataset(
+            training=True,
+            split=self.train_split,
+            global_batch_size=global_batch_size,
+            input_context=input_context,
+            start_step=start_step,
+            seed=seed,
+        )
+
+    def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
+        return self._dataset(
+            training=False, split=self.eval_split, global_batch_size=global_batch_size, input_context=input_context
+        )
+
+    def num_eval_examples(self) -> int:
+        return num_examples(self.tfds_name, self.eval_split, data_dir=self.data_dir)
+
+
 @dataclasses.dataclass(frozen=True)
-class ImageNetData:
+class ImageNetData(_TFDSData):
     """ImageNet for `ImageClassificationTask`: bind `data_dir`, `manual_dir`, `image_size` in gin.
 
     Fields are the `imagenet_dataset` arguments of the same names; `eval_split` is "validation" (50,000 images).
@@ -165,9 +192,10 @@ class ImageNetData:
     num_chunks: int = 16
     shuffle_window: int | None = 8192
     num_classes: int = 1000
+    tfds_name = IMAGENET
 
-    def _common(self):
-        return dict(
+    def _dataset(self, **kwargs) -> tf.data.Dataset:
+        return imagenet_dataset(
             data_dir=self.data_dir,
             manual_dir=self.manual_dir,
             download=self.download,
@@ -176,34 +204,12 @@ class ImageNetData:
             normalized=self.normalized,
             num_chunks=self.num_chunks,
             shuffle_window=self.shuffle_window,
+            **kwargs,
         )
-
-    def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
-        return imagenet_dataset(
-            training=True,
-            split=self.train_split,
-            global_batch_size=global_batch_size,
-            input_context=input_context,
-            start_step=start_step,
-            seed=seed,
-            **self._common(),
-        )
-
-    def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
-        return imagenet_dataset(
-            training=False,
-            split=self.eval_split,
-            global_batch_size=global_batch_size,
-            input_context=input_context,
-            **self._common(),
-        )
-
-    def num_eval_examples(self) -> int:
-        return num_examples(IMAGENET, self.eval_split, data_dir=self.data_dir)
 
 
 @dataclasses.dataclass(frozen=True)
-class Cifar10Data:
+class Cifar10Data(_TFDSData):
     """CIFAR-10 for `ImageClassificationTask` (32 px; eval on the 10,000 test images)."""
 
     data_dir: str | None = None
@@ -216,39 +222,18 @@ class Cifar10Data:
     shuffle_window: int | None = None
     num_classes: int = 10
     image_size: int = 32
+    tfds_name = CIFAR10
 
-    def _common(self):
-        return dict(
+    def _dataset(self, **kwargs) -> tf.data.Dataset:
+        return cifar10_dataset(
             data_dir=self.data_dir,
             download=self.download,
             normalized=self.normalized,
             padding=self.padding,
             num_chunks=self.num_chunks,
             shuffle_window=self.shuffle_window,
+            **kwargs,
         )
-
-    def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
-        return cifar10_dataset(
-            training=True,
-            split=self.train_split,
-            global_batch_size=global_batch_size,
-            input_context=input_context,
-            start_step=start_step,
-            seed=seed,
-            **self._common(),
-        )
-
-    def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
-        return cifar10_dataset(
-            training=False,
-            split=self.eval_split,
-            global_batch_size=global_batch_size,
-            input_context=input_context,
-            **self._common(),
-        )
-
-    def num_eval_examples(self) -> int:
-        return num_examples(CIFAR10, self.eval_split, data_dir=self.data_dir)
 
 
 def _builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str | None = None):
