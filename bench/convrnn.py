@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+import step_timing  # bench/step_timing.py (scripts run from bench/)
+
 from goaldriven import checkpointing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,7 +131,6 @@ def step(name: str, image_size: int, precision: str, batch: int, steps: int, tim
     import tensorflow as tf
 
     from goaldriven.models import convrnn_zoo
-    from goaldriven.tasks import loop
 
     tf.config.threading.set_inter_op_parallelism_threads(1)  # 2 cores: concurrent convs only contend
     keras.mixed_precision.set_global_policy(precision)
@@ -142,23 +143,9 @@ def step(name: str, image_size: int, precision: str, batch: int, steps: int, tim
         model = task.build_model()
         optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
         optimizer.build(model.trainable_variables)
-    train = loop._make_train_loop(  # pylint: disable=protected-access
-        task, model, optimizer, strategy, jit_compile=False, clip_global_norm=None
+    _, seconds, memory = step_timing.time_train_steps(
+        task, model, optimizer, strategy, global_batch_size=batch, steps=steps
     )
-    iterator = iter(
-        strategy.distribute_datasets_from_function(
-            lambda ctx: task.train_dataset(global_batch_size=batch, input_context=ctx, start_step=0, seed=0)
-        )
-    )
-    one = tf.constant(1)
-    float(train(iterator, one)["loss"])  # trace + warm-up
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    seconds = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        float(train(iterator, one)["loss"])
-        seconds.append(time.perf_counter() - began)
-    memory = tf.config.experimental.get_memory_info("CPU:0")
     images = tf.zeros([batch, image_size, image_size, 3])
     flops = 3 * forward_flops(model, images)
     median = statistics.median(seconds)

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+import step_timing  # bench/step_timing.py (scripts run from bench/)
+
 from goaldriven import checkpointing
 
 N_UNITS, N_PLACE, BATCH, SEQ = 4096, 512, 200, 20
@@ -78,7 +80,7 @@ def ours(kind: str, precision: str, steps: int) -> dict:
     import tensorflow as tf
 
     from goaldriven.models import path_integrators
-    from goaldriven.tasks import loop, path_integration
+    from goaldriven.tasks import path_integration
 
     tf.config.threading.set_inter_op_parallelism_threads(1)  # 2 cores: concurrent matmuls only contend
     keras.mixed_precision.set_global_policy(precision)
@@ -90,30 +92,11 @@ def ours(kind: str, precision: str, steps: int) -> dict:
         model = task.build_model()
         optimizer = keras.optimizers.Adam(1e-4)
         optimizer.build(model.trainable_variables)
-    train = loop._make_train_loop(
-        task,
-        model,
-        optimizer,
-        strategy,
-        jit_compile=False,  # pylint: disable=protected-access
-        clip_global_norm=None,
+    run_one_step, times, memory = step_timing.time_train_steps(
+        task, model, optimizer, strategy, global_batch_size=BATCH, steps=steps
     )
-    iterator = iter(
-        strategy.distribute_datasets_from_function(
-            lambda ctx: task.train_dataset(global_batch_size=BATCH, input_context=ctx, start_step=0, seed=0)
-        )
-    )
-    one = tf.constant(1)
-    float(train(iterator, one)["loss"])  # trace + warm-up
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    times = []
-    for _ in range(steps):
-        began = time.perf_counter()
-        float(train(iterator, one)["loss"])
-        times.append(time.perf_counter() - began)
-    memory = tf.config.experimental.get_memory_info("CPU:0")
     params = sum(int(tf.size(v)) for v in model.trainable_variables)
-    profile = _profile_one_step(lambda: float(train(iterator, one)["loss"]))
+    profile = _profile_one_step(run_one_step)
     return {
         "op_profile": profile,
         "step_seconds": statistics.median(times),

@@ -1,0 +1,35 @@
+"""Timing the loop's compiled train step for the benchmarks (shared by bench/path_integration.py and convrnn.py)."""
+
+import time
+
+
+def time_train_steps(task, model, optimizer, strategy, *, global_batch_size: int, steps: int):
+    """Builds the loop's train step for `task`, warms it up, then times `steps` single steps.
+
+    Returns (run_one_step, seconds per step, TensorFlow allocator memory info over the timed steps).
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    from goaldriven.tasks import loop
+
+    train = loop._make_train_loop(  # pylint: disable=protected-access
+        task, model, optimizer, strategy, jit_compile=False, clip_global_norm=None
+    )
+    iterator = iter(
+        strategy.distribute_datasets_from_function(
+            lambda ctx: task.train_dataset(global_batch_size=global_batch_size, input_context=ctx, start_step=0, seed=0)
+        )
+    )
+    one = tf.constant(1)
+
+    def run_one_step():
+        return float(train(iterator, one)["loss"])
+
+    run_one_step()  # trace + warm-up
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    seconds = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        run_one_step()
+        seconds.append(time.perf_counter() - began)
+    return run_one_step, seconds, tf.config.experimental.get_memory_info("CPU:0")
