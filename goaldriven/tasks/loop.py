@@ -22,6 +22,10 @@ import keras
 import tensorflow as tf
 
 from goaldriven import checkpointing, distribute, reporting
+from goaldriven.alignment import diagnostics as alignment_diagnostics
+from goaldriven.alignment import layers as alignment_layers
+from goaldriven.alignment import scope as alignment_scope
+from goaldriven.alignment import training as alignment_training
 from goaldriven.tasks import base
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -53,6 +57,7 @@ def run(
     evaluate_at_end: bool = True,
     evaluate_at_start: bool = False,
     eval_every: int = 0,
+    alignment: alignment_training.AlignmentTraining | None = None,
     on_built: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -80,6 +85,9 @@ def run(
       evaluate_at_end: run `task.evaluate` after the last step.
       evaluate_at_start: also evaluate the untrained model when a run starts from scratch (the "before" figures).
       eval_every: also evaluate every this many steps (0: never during training).
+      alignment: how backward kernels are trained when the model has aligned layers (a learning rule other than
+        backprop; goaldriven/alignment/training.py): their optimizer and schedule, alternation, delay, update noise,
+        diagnostics. None: the defaults (Adam 1e-3, simultaneous, no delay, no noise, no diagnostics).
       on_built: called once the task and model are built (the entry point writes the operative gin config then).
       log: where progress lines go.
 
@@ -99,6 +107,8 @@ def run(
         mode=mode,
         eval_every=eval_every,
     )
+    alignment = alignment or alignment_training.AlignmentTraining()
+    alignment.check_schedule(train_steps=train_steps, steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every)
     os.makedirs(workdir, exist_ok=True)
     chief = distribute.is_chief(strategy)
     previous_policy = keras.mixed_precision.global_policy()
@@ -107,9 +117,15 @@ def run(
         keras.utils.set_random_seed(seed)
         with strategy.scope():
             model = task.build_model()
+            groups = alignment_training.variable_groups(model)
             opt = optimizer(learning_rate=learning_rate)
-            opt.build(model.trainable_variables)
+            opt.build(groups.task)
+            align_opt = None
+            if groups.has_alignment_optimizer:
+                align_opt = alignment.optimizer(learning_rate=alignment.learning_rate)
+                align_opt.build(groups.align)
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        extra = {"alignment_optimizer": align_opt} if align_opt is not None else {}
         ckpt = checkpointing.Checkpointer(
             workdir,
             is_chief=chief,
@@ -118,6 +134,7 @@ def run(
             model=model,
             optimizer=opt,
             step=step_var,
+            **extra,
         )
         restored = ckpt.restore_latest()
         start = int(step_var.numpy())
@@ -129,6 +146,16 @@ def run(
             f"{task.name}: {n_params:,} trainable parameters, {strategy.num_replicas_in_sync} replica(s) "
             f"({type(strategy).__name__}), precision {precision}, jit_compile {jit_compile}"
         )
+        aligned = groups.align or groups.frozen or groups.tied_layers
+        if aligned:
+            rules = sorted({layer.rule.name for layer in alignment_layers.aligned_layers(model)})
+            log(
+                f"learning rule {', '.join(rules)}: {len(groups.task)} task variables, {len(groups.align)} backward "
+                f"kernels trained on R, {len(groups.frozen)} fixed, {len(groups.tied_layers)} layers tied (KP)"
+            )
+        diagnose = None
+        if aligned and alignment.diagnostics_every and chief:
+            diagnose = alignment_diagnostics.make_logger(task, model, alignment, seed=seed, workdir=workdir, log=log)
 
         def evaluate(step: int) -> dict[str, Any]:
             if chief:
@@ -153,15 +180,25 @@ def run(
             log(f"resumed from {restored} at step {start}")
         elif evaluate_at_start and train_steps > 0:
             evaluate(0)
-        train_loop = _make_train_loop(
-            task,
-            model,
-            opt,
-            strategy,
-            jit_compile=jit_compile,
-            clip_global_norm=clip_global_norm,
-            clip_value=clip_value,
-        )
+        loops = {}
+
+        def train_loop(phase, iterator, n):
+            if phase not in loops:
+                loops[phase] = _make_train_loop(
+                    task,
+                    model,
+                    opt,
+                    strategy,
+                    jit_compile=jit_compile,
+                    clip_global_norm=clip_global_norm,
+                    clip_value=clip_value,
+                    groups=groups,
+                    align_opt=align_opt,
+                    alignment=alignment,
+                    phase=phase,
+                )
+            return loops[phase](iterator, n)
+
         dataset = strategy.distribute_datasets_from_function(
             lambda ctx: task.train_dataset(
                 global_batch_size=global_batch_size, input_context=ctx, start_step=start, seed=seed
@@ -172,8 +209,12 @@ def run(
         with _preemption_guard() as stop_requested:
             while step < train_steps:
                 n = min(steps_per_loop, train_steps - step, checkpoint_every - step % checkpoint_every)
+                if step < alignment.delay_steps:
+                    n = min(n, alignment.delay_steps - step)
+                if diagnose is not None:
+                    n = min(n, alignment.diagnostics_every - step % alignment.diagnostics_every)
                 began = time.perf_counter()
-                sums = train_loop(iterator, tf.constant(n, tf.int32))
+                sums = train_loop(alignment.phase(step), iterator, tf.constant(n, tf.int32))
                 values = {name: float(value) / n for name, value in sums.items()}
                 elapsed = time.perf_counter() - began
                 if not all(math.isfinite(v) for v in values.values()):
@@ -186,6 +227,8 @@ def run(
                 step += n
                 step_var.assign(step)
                 reporter.train(step, values, steps_per_second=n / elapsed, steps_done=n)
+                if diagnose is not None and step % alignment.diagnostics_every == 0:
+                    diagnose(step)
                 if step % checkpoint_every == 0 or step == train_steps:
                     ckpt.save(step)
                     last_saved = step
@@ -217,42 +260,86 @@ def _make_train_loop(
     jit_compile: bool,
     clip_global_norm: float | None,
     clip_value: float | None = None,
+    groups: alignment_training.VariableGroups | None = None,
+    align_opt: keras.optimizers.Optimizer | None = None,
+    alignment: alignment_training.AlignmentTraining | None = None,
+    phase: str = "both",
 ):
-    """Returns a tf.function running n steps and returning per-metric sums over them (global-batch means)."""
-    replicas = strategy.num_replicas_in_sync
-    names = ("loss", "reg_loss") + tuple(task.metric_names)
+    """Returns a tf.function running n steps and returning per-metric sums over them (global-batch means).
 
-    def replica_step(batch):
-        with tf.GradientTape() as tape:
-            loss, metrics = task.compute_loss(model, batch, training=True)
+    phase: "both" (task and alignment optimizers every step), "align" (alignment only: the delay), "alternate"
+    (alignment-only and task-only steps in turn, alignment first; n must be even).
+    """
+    replicas = strategy.num_replicas_in_sync
+    groups = groups or alignment_training.variable_groups(model)
+    alignment = alignment or alignment_training.AlignmentTraining()
+    names = ("loss", "reg_loss") + (("alignment_loss",) if groups.align or groups.tied_layers else ())
+    names += tuple(task.metric_names)
+
+    def replica_step(batch, apply_task: bool, apply_align: bool):
+        with tf.GradientTape(persistent=apply_task and apply_align) as tape:
+            with alignment_scope.collect_alignment_losses() as collected:
+                loss, metrics = task.compute_loss(model, batch, training=True)
             reg = tf.add_n([tf.cast(term, tf.float32) for term in model.losses]) if model.losses else tf.constant(0.0)
+            tied_r, align_r = alignment_training.split_alignment_loss(collected, groups)
             # Mean over this replica's batch / replicas: the optimizer's all-reduce SUM then yields the global mean.
             # The regulariser is added once per replica, hence divided by the replica count as well.
-            scaled = (tf.cast(loss, tf.float32) + reg) / replicas
-        # Weights that only steer a non-differentiable choice (a decoder's argmax) get a zero gradient, not None.
-        grads = tape.gradient(scaled, model.trainable_variables)
-        grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, model.trainable_variables)]
-        if clip_global_norm or clip_value:
-            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            if clip_global_norm:
-                grads, _ = tf.clip_by_global_norm(grads, clip_global_norm)
-            if clip_value:
-                grads = [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
-            grads = [g / replicas for g in grads]  # The optimizer's all-reduce sums these back to the clipped gradient.
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        out = {"loss": loss, "reg_loss": reg, **metrics}
+            scaled = (tf.cast(loss, tf.float32) + reg + tied_r) / replicas
+            scaled_align = align_r / replicas
+        if apply_task:
+            # Weights that only steer a non-differentiable choice (a decoder's argmax) get a zero gradient, not None.
+            grads = tape.gradient(scaled, groups.task)
+            grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, groups.task)]
+            if clip_global_norm or clip_value:
+                grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+                if clip_global_norm:
+                    grads, _ = tf.clip_by_global_norm(grads, clip_global_norm)
+                if clip_value:
+                    grads = [tf.clip_by_value(g, -clip_value, clip_value) for g in grads]
+                grads = [
+                    g / replicas for g in grads
+                ]  # The optimizer's all-reduce sums these back to the clipped gradient.
+            opt.apply_gradients(zip(grads, groups.task))
+        if apply_align and align_opt is not None:
+            align_grads = tape.gradient(scaled_align, groups.align)
+            align_grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(align_grads, groups.align)]
+            align_opt.apply_gradients(zip(align_grads, groups.align))
+        del tape
+        out = {"loss": loss, "reg_loss": reg, "alignment_loss": tied_r + align_r, **metrics}
         return {name: tf.cast(out[name], tf.float32) / replicas for name in names}
 
-    step_fn = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
+    def compiled(apply_task, apply_align):
+        fn = lambda batch: replica_step(batch, apply_task, apply_align)  # noqa: E731
+        return tf.function(fn, jit_compile=True) if jit_compile else fn
+
+    noisy_align = groups.align if align_opt is not None else groups.tied_kernels
+    noisy_align_opt = align_opt if align_opt is not None else opt
+
+    def run_step(step_fn, iterator, apply_task, apply_align):
+        out = strategy.run(step_fn, args=(next(iterator),))
+        if apply_align and alignment.update_noise_stddev and noisy_align:
+            lr = alignment_training.current_learning_rate(noisy_align_opt)
+            alignment_training.add_update_noise(noisy_align, alignment.update_noise_stddev, lr)
+        if apply_task and alignment.task_update_noise_stddev:
+            noisy_ids = {id(v) for v in noisy_align}
+            task_vars = [v for v in groups.task if id(v) not in noisy_ids]
+            alignment_training.add_update_noise(
+                task_vars, alignment.task_update_noise_stddev, alignment_training.current_learning_rate(opt)
+            )
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, out[name], axis=None) for name in names}
+
+    if phase not in ("both", "align", "alternate"):
+        raise ValueError(f"unknown phase {phase!r}; use 'both', 'align' or 'alternate'.")
+    schedule = {"both": [(True, True)], "align": [(False, True)], "alternate": [(False, True), (True, False)]}[phase]
+    step_fns = [(compiled(t, a), t, a) for t, a in schedule]
 
     @tf.function
     def train_loop(iterator, n):
         sums = {name: tf.constant(0.0) for name in names}
-        for _ in tf.range(n):
-            out = strategy.run(step_fn, args=(next(iterator),))
-            sums = {
-                name: sums[name] + strategy.reduce(tf.distribute.ReduceOp.SUM, out[name], axis=None) for name in names
-            }
+        for _ in tf.range(n // len(step_fns)):
+            for step_fn, apply_task, apply_align in step_fns:
+                out = run_step(step_fn, iterator, apply_task, apply_align)
+                sums = {name: sums[name] + out[name] for name in names}
         return sums
 
     return train_loop

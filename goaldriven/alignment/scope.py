@@ -1,0 +1,107 @@
+"""Thread-local contexts that connect aligned layers with model builders and the training loop.
+
+* `learning_rule(rule)`: while models are built inside it, the layer factories of alignment/layers.py (`conv2d`,
+  `dense`, `separable_conv2d`) return aligned layers trained under `rule`; outside it they return plain Keras layers.
+  This is the model-level switch: `zoo.build_model(..., learning_rule=...)` enters it, model code never changes.
+* `collect_alignment_losses()`: while a training step's forward pass runs inside it, every aligned layer adds its
+  alignment loss R (alignment/rules.py) to the returned list. Outside it layers compute no R (evaluation, inference).
+* `exact_gradients()`: aligned layers use W in their input gradient (true backprop), for the diagnostics' reference
+  gradient; `record_layer_inputs()` lets the diagnostics see each aligned layer's input tensor.
+
+Thread-local because MirroredStrategy runs each replica's step in its own thread.
+"""
+
+import contextlib
+import threading
+
+_STATE = threading.local()
+
+
+def _stack(name: str) -> list:
+    if not hasattr(_STATE, name):
+        setattr(_STATE, name, [])
+    return getattr(_STATE, name)
+
+
+@contextlib.contextmanager
+def learning_rule(rule):
+    """Layers made by the alignment factories inside this context use `rule` (None or Backprop: plain layers)."""
+    from goaldriven.alignment import rules  # local: rules has no dependency on this module
+
+    stack = _stack("rules")
+    stack.append(rules.get_rule(rule))
+    try:
+        yield stack[-1]
+    finally:
+        stack.pop()
+
+
+def current_rule():
+    """The innermost `learning_rule`'s rule, or None outside any."""
+    stack = _stack("rules")
+    return stack[-1] if stack else None
+
+
+class AlignmentLosses:
+    """The alignment losses of one forward pass: `losses` (float32 scalars) and their `total()`."""
+
+    def __init__(self):
+        self.losses = []
+        self.layers = []
+
+    def add(self, layer, loss):
+        self.layers.append(layer)
+        self.losses.append(loss)
+
+    def total(self):
+        import tensorflow as tf
+
+        return tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+
+
+@contextlib.contextmanager
+def collect_alignment_losses():
+    """Aligned layers called inside add their R to the yielded `AlignmentLosses`."""
+    stack = _stack("collectors")
+    stack.append(AlignmentLosses())
+    try:
+        yield stack[-1]
+    finally:
+        stack.pop()
+
+
+def current_collector():
+    stack = _stack("collectors")
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def exact_gradients():
+    """Aligned layers called inside propagate the exact gradient (W^T), as backprop would."""
+    stack = _stack("exact")
+    stack.append(True)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def in_exact_gradients() -> bool:
+    return bool(_stack("exact"))
+
+
+@contextlib.contextmanager
+def record_layer_inputs():
+    """Yields a dict {layer path: [input tensors]} that aligned layers called inside fill."""
+    stack = _stack("inputs")
+    stack.append({})
+    try:
+        yield stack[-1]
+    finally:
+        stack.pop()
+
+
+def record_input(layer, x) -> None:
+    stack = _stack("inputs")
+    if stack:
+        stack[-1].setdefault(layer.path, []).append(x)
