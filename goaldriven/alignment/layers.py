@@ -118,6 +118,7 @@ class AlignedDense(_AlignedMixin, keras.layers.Dense):
                 project=lambda x, k: tf.matmul(tf.reshape(x, [-1, k.shape[0]]), k),
                 reconstruct=lambda y, k: tf.matmul(y, k, transpose_b=True),
                 forward_output=tf.reshape(pre, [-1, self.units]),
+                kernel_adjoint=lambda x, y: tf.matmul(tf.reshape(x, [-1, w.shape[0]]), y, transpose_a=True),
             )
         return pre if self.activation is None else self.activation(pre)
 
@@ -178,6 +179,9 @@ class AlignedConv2D(_AlignedMixin, keras.layers.Conv2D):
                     y, k, tf.shape(inputs), dilations=dilations, **args
                 ),
                 forward_output=pre,
+                kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(
+                    x, y, w.shape, dilations=dilations, **args
+                ),
             )
         return pre if self.activation is None else self.activation(pre)
 
@@ -239,6 +243,7 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
                     y, k, tf.shape(inputs), self.strides, padding
                 ),
                 forward_output=mid,
+                kernel_adjoint=lambda x, y: tf.nn.depthwise_conv2d_backprop_filter(x, wd.shape, y, strides, padding),
             )
             self._maybe_add_alignment_loss(
                 training,
@@ -249,6 +254,7 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
                 project=lambda x, k: tf.nn.conv2d(x, k, 1, "VALID"),
                 reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, tf.shape(mid), 1, "VALID"),
                 forward_output=pre,
+                kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, wp.shape, 1, "VALID"),
             )
         return pre if self.activation is None else self.activation(pre)
 

@@ -126,6 +126,14 @@ def conv2d_transpose(y: tf.Tensor, kernel: tf.Tensor, input_shape, strides=1, pa
     )  # fmt: skip
 
 
+def conv2d_kernel_gradient(x: tf.Tensor, y: tf.Tensor, kernel_shape, strides=1, padding="SAME", dilations=1):
+    """The gradient of <y, conv2d(x, K)> with respect to K (the filter gradient of a conv2d): kernel_shape."""
+    return tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=list(kernel_shape), out_backprop=y, strides=_as_list(strides, "strides"),
+        padding=_padding(padding), dilations=_as_list(dilations, "dilations"),
+    )  # fmt: skip
+
+
 def depthwise_conv2d_transpose(y: tf.Tensor, kernel: tf.Tensor, input_shape, strides=1, padding="SAME"):
     """The transposed depthwise conv of a depthwise conv with `kernel`."""
     return tf.nn.depthwise_conv2d_backprop_input(

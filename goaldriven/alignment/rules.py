@@ -128,6 +128,7 @@ class LearningRule:
         project: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
         reconstruct: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
         forward_output: tf.Tensor | None = None,
+        kernel_adjoint: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None = None,
     ) -> tf.Tensor:
         """The layer's R (float32 scalar), differentiable with respect to `b` only (and `w` if update_forward).
 
@@ -138,6 +139,10 @@ class LearningRule:
           project: (input, kernel in w's shape) -> the layer's linear map (x W, or the conv).
           reconstruct: (output, kernel in w's shape) -> the transposed map back to x's shape.
           forward_output: the layer's own x W + bias on the same real input, reused as f when it is the same value.
+          kernel_adjoint: (input, output) -> the kernel gradient of <output, project(input, K)> (x^T y, or the conv's
+            filter gradient). When b enters R only linearly (amp without sparse, no nonlinearity or standardisation
+            on the backward path) amp is computed as -<B, kernel_adjoint(x_b, f)> / n: the same value and gradient
+            without computing b (one conv fewer per layer; weight mirror).
         """
         if not self.has_alignment_loss:
             return tf.constant(0.0)
@@ -157,7 +162,14 @@ class LearningRule:
         elif self.bi_fwmc:
             x = _per_example_center(x)
         x_backward = _batch_center(x) if self.bi_bwmc else x
-        need_b = bool(self.amp_weight or self.sparse_weight)
+        linear_amp = (
+            kernel_adjoint is not None
+            and self.amp_weight
+            and not self.sparse_weight
+            and not ((self.bo_relu and activation is not None) or self.bo_fwmc or self.bo_fwl2n)
+            and not self.update_forward
+        )
+        need_b = bool(self.amp_weight or self.sparse_weight) and not linear_amp
         need_f = bool(self.amp_weight or self.null_weight)
 
         f = r_f = b_out = None
@@ -199,7 +211,15 @@ class LearningRule:
             loss += self.decay_weight * primitives.decay(w, b, half=self.half)
         if self.self_weight:
             loss += self.self_weight * primitives.self_alignment(w, b)
-        if self.amp_weight:
+        if self.amp_weight and linear_amp:
+            # <f, x_b B^T + bias> = <kernel_adjoint(x_b, f), B> + <f, bias>; f and x_b carry no gradient.
+            n = tf.cast(tf.shape(f)[0], tf.float32)
+            adjoint = tf.cast(kernel_adjoint(x_backward, tf.stop_gradient(f)), tf.float32)
+            inner = tf.reduce_sum(adjoint * tf.cast(b, tf.float32))
+            if self.bo_bias and bias is not None:
+                inner += tf.reduce_sum(tf.cast(f, tf.float32) * tf.cast(bias, tf.float32))
+            loss += -self.amp_weight * inner / n
+        elif self.amp_weight:
             loss += self.amp_weight * primitives.amp(f, b_out)
         if self.sparse_weight:
             loss += self.sparse_weight * primitives.sparse(None if f is None else f, b_out, half=self.half)
