@@ -12,6 +12,8 @@
   gradient) whose kernel is clipped to the feature
   map (the reference's `_conv` / `_ds_conv` clip; spec 4.7). Clipping is applied to every cell: released non-RGC
   models never have a kernel larger than their map, so it changes nothing there.
+  Both come from the factories of goaldriven/alignment/layers.py: plain layers normally, aligned layers (a backward
+  kernel per kernel, thesis Chapter 5) when the cell is built inside `alignment.scope.learning_rule(rule)`.
 * `kernel_initializer(init_scale)`: None -> Glorot uniform (the reference's xavier / tf.get_variable default);
   a float s -> VarianceScaling(s, fan_in, truncated normal) (the reference's variance_scaling; spec 0.2).
 """
@@ -20,6 +22,7 @@
 import keras
 from keras import ops
 
+from goaldriven.alignment import layers as aligned_layers
 from goaldriven.cells import separable
 
 
@@ -65,9 +68,10 @@ def make_conv(
     common = dict(padding="same", use_bias=use_bias, bias_initializer=bias_initializer, name=name, dtype=dtype)
     common["bias_regularizer"] = bias_regularizer
     if depth_separable:
-        return separable.SeparableConv2D(
+        return aligned_layers.separable_conv2d(
             filters,
             ks,
+            plain_class=separable.SeparableConv2D,
             depth_multiplier=1,
             depthwise_initializer=kernel_initializer(init_scale),
             pointwise_initializer=kernel_initializer(init_scale),
@@ -75,7 +79,7 @@ def make_conv(
             pointwise_regularizer=kernel_regularizer,
             **common,
         )
-    return keras.layers.Conv2D(
+    return aligned_layers.conv2d(
         filters, ks, kernel_initializer=kernel_initializer(init_scale), kernel_regularizer=kernel_regularizer, **common
     )
 

@@ -17,12 +17,20 @@ Initialisers (spec 5.5): conv kernels Glorot uniform with bias 1.0; fc kernels T
 (spec 11.1 variant (a), decision A-20); fc6's fan-in follows the input size, so other sizes give other counts.
 
 Features are the outputs of each numbered layer (after its pool, where it has one; fc6/fc7 after ReLU, before dropout).
+
+Learning rules (thesis Chapter 5-6, spec ch5 3, 6.2): convs and fc layers come from the factories of
+goaldriven/alignment/layers.py: `build_alexnet(..., learning_rule="ia")` gives aligned layers (each with a backward
+kernel; the alignment path uses each layer's own ReLU), the default the plain Keras layers.
 """
 
 # b: batch, h/w: space, c: channels, k: classes
+import contextlib
+
 import keras
 from keras import ops
 
+from goaldriven.alignment import layers as aligned_layers
+from goaldriven.alignment import scope
 from goaldriven.models.local_response_normalization import LocalResponseNormalization
 
 FEATURE_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
@@ -62,7 +70,7 @@ class AlexNet(keras.Model):
         self.use_lrn = use_lrn
 
         def conv(filters, size, strides=1, padding="same", name=None):
-            return keras.layers.Conv2D(
+            return aligned_layers.conv2d(
                 filters,
                 size,
                 strides=strides,
@@ -75,7 +83,7 @@ class AlexNet(keras.Model):
             )
 
         def dense(units, bias, activation=None, name=None):
-            return keras.layers.Dense(
+            return aligned_layers.dense(
                 units,
                 activation=activation,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
@@ -142,15 +150,20 @@ class AlexNet(keras.Model):
         return config
 
 
-def build_alexnet(num_classes=1000, weight_decay=5e-4, dropout=0.5, image_size=224, use_lrn=True) -> AlexNet:
+def build_alexnet(
+    num_classes=1000, weight_decay=5e-4, dropout=0.5, image_size=224, use_lrn=True, learning_rule=None
+) -> AlexNet:
     """Builds AlexNet with all weights created for `image_size` px square inputs (fc6's fan-in depends on it).
 
-    At 224 px (the default, spec 11.1 variant (a)) the model has 76,009,832 parameters.
+    At 224 px (the default, spec 11.1 variant (a)) the model has 76,009,832 parameters. `learning_rule`: None (the
+    enclosing `alignment.scope.learning_rule`, backprop outside any), "bp", a rule name/abbreviation or a
+    `LearningRule`: the layers are aligned layers trained under that rule.
     """
     if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be an int >= {MIN_IMAGE_SIZE}. Received: {image_size!r}")
-    model = AlexNet(
-        num_classes=num_classes, weight_decay=weight_decay, dropout=dropout, use_lrn=use_lrn, name="alexnet"
-    )
-    model(keras.KerasTensor((None, image_size, image_size, 3)))
+    with contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule):
+        model = AlexNet(
+            num_classes=num_classes, weight_decay=weight_decay, dropout=dropout, use_lrn=use_lrn, name="alexnet"
+        )
+        model(keras.KerasTensor((None, image_size, image_size, 3)))
     return model

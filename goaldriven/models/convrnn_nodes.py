@@ -17,6 +17,11 @@ Spec ch2 sections 2-3. One node per layer of the BaseNet; every node is
 
 Weight decay `weight_decay` is the TF1 lambda of the backbone (pre/post convs and readout, kernels and biases, spec
 A-26); cells carry their own.
+
+Learning rules (thesis Chapter 5): every conv and dense layer comes from the factories of goaldriven/alignment/
+layers.py when the node is built, so nodes built inside `alignment.scope.learning_rule(rule)` have aligned layers
+(convrnn_zoo.build_convrnn(..., learning_rule=...) does this). The alignment path's nonlinearity is the layer's own
+(none: the node's ELU is not a ReLU), ReLU only for the pre-memory conv of a plain node with activation "relu".
 """
 
 # b: batch, h/w: space, c: channels, k: classes
@@ -25,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from goaldriven.alignment import layers as aligned_layers
 from goaldriven.cells import base as cell_base
 
 BLOCKS = ("plain", "residual")
@@ -127,11 +133,12 @@ class ConvNode(keras.layers.Layer):
         self.weight_decay = float(weight_decay)
         self.init_scale = float(init_scale)
 
-    def _conv(self, filters, kernel_size, strides, name):
+    def _conv(self, filters, kernel_size, strides, name, alignment_relu=False):
         reg = cell_base.tf1_l2(self.weight_decay)
-        return keras.layers.Conv2D(
+        return aligned_layers.conv2d(
             filters,
             kernel_size,
+            alignment_relu=alignment_relu,
             strides=strides,
             padding="same",
             kernel_initializer=_initializer(self.init_scale),
@@ -153,7 +160,8 @@ class ConvNode(keras.layers.Layer):
         b, h, w, c_ff = feedforward_shape
         self.other_channels = int(other_channels)
         c_pre_in = c_ff if self.rgc_inputs else c_ff + self.other_channels
-        self.pre_conv = self._conv(self.filters, self.kernel_size, self.strides, "pre_conv")
+        relu_next = self.block == "plain" and self.activation == "relu"  # the alignment path's ReLU (spec ch5 4.1)
+        self.pre_conv = self._conv(self.filters, self.kernel_size, self.strides, "pre_conv", alignment_relu=relu_next)
         self.pre_conv.build((b, h, w, c_pre_in))
         h2, w2 = -(-h // self.strides), -(-w // self.strides)
         if self.cell is not None:
@@ -166,7 +174,7 @@ class ConvNode(keras.layers.Layer):
             self.post_conv.build((b, h2, w2, c_mem))
             self.projection = None
             if c_pre_in != self.filters:
-                self.projection = keras.layers.Conv2D(
+                self.projection = aligned_layers.conv2d(
                     self.filters,
                     1,
                     use_bias=False,
@@ -247,7 +255,7 @@ class Readout(keras.layers.Layer):
             # At 64 px the shallow conv5 map is 1x1: the 2x2 kernel is clipped to the map (spec 7.1 at 128 px gives
             # 2x2 -> 1x1 output; below that the reference graph cannot be built at all).
             size = min(self.kernel_size, int(input_shape[1]), int(input_shape[2]))
-            self.layer = keras.layers.Conv2D(
+            self.layer = aligned_layers.conv2d(
                 self.num_classes,
                 size,
                 padding="valid",
@@ -259,7 +267,7 @@ class Readout(keras.layers.Layer):
             )
             self.layer.build(input_shape)
         else:
-            self.layer = keras.layers.Dense(
+            self.layer = aligned_layers.dense(
                 self.num_classes,
                 kernel_initializer=init,
                 bias_initializer=keras.initializers.Constant(1.0),

@@ -18,10 +18,12 @@ Spec ch2 sections 3 and 5 (graphs), 1.3 (timing), 4 (cells), 11 (parameter count
 `width_multiplier` scales every channel count (for tests and small CPU runs); parameter counts in the spec hold at 1.
 """
 
+import contextlib
 import dataclasses
 from typing import Any
 
 from goaldriven import cells
+from goaldriven.alignment import rules, scope
 from goaldriven.models import convrnn, convrnn_nodes
 
 SHALLOW_DEPTHS = (64, 128, 256, 256, 512)
@@ -114,6 +116,7 @@ def build_convrnn(
     remat: bool | int = False,
     unroll: str | None = None,
     build: bool = True,
+    learning_rule: Any = None,
 ) -> convrnn.ConvRNN:
     """Builds the named model (see the module docstring).
 
@@ -132,7 +135,12 @@ def build_convrnn(
       remat: rematerialisation: recompute segments of `remat` steps (True = 1) in the backward pass.
       unroll: "biological" (ConvRNN default) or "feedforward" (BaseNet default).
       build: create the weights for (None, image_size, image_size, 3) inputs.
+      learning_rule: "bp", a rule name or abbreviation ("sa", "kolen_pollack") or an `alignment.rules.LearningRule`:
+        every conv and dense layer (backbone, cells, readout) is an aligned layer trained under it; None: the
+        enclosing `alignment.scope.learning_rule` (backprop outside any). Layers are made when the model is built,
+        so a rule needs build=True.
     """
+    _check_learning_rule(learning_rule, remat, build)
     parsed = ModelName.parse(name)
     width = _width(width_multiplier)
     if parsed.cell is None:
@@ -173,8 +181,27 @@ def build_convrnn(
         name=name,
     )
     if build:
-        model.build((None, image_size, image_size, 3))
+        with contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule):
+            model.build((None, image_size, image_size, 3))
     return model
+
+
+def _check_learning_rule(learning_rule, remat, build):
+    rule = scope.current_rule() if learning_rule is None else rules.get_rule(learning_rule)
+    if rule is None or not rule.uses_backward_kernel:
+        return
+    if not build:
+        raise ValueError(
+            f"learning_rule={rule.name!r} needs build=True: ConvRNN layers are made when the model is built, so a "
+            "model built later (outside the rule's scope) would silently train with backprop. Pass build=True, or "
+            "build the model inside `alignment.scope.learning_rule(rule)` yourself."
+        )
+    if remat and rule.has_alignment_loss:
+        raise ValueError(
+            f"remat={remat!r} cannot train under learning_rule={rule.name!r}: a rematerialised segment's alignment "
+            "losses R are computed where the tape does not record, so R would give its backward kernels no "
+            "gradient. Use remat=False (or a rule without R such as feedback alignment)."
+        )
 
 
 def _width(multiplier: float):

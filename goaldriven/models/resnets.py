@@ -22,11 +22,23 @@ Initialisers: conv kernels He truncated normal (Slim `variance_scaling_initializ
 biases 0. Weight decay: `weight_decay` is the TF1 lambda of lambda * sum(w^2) / 2 (Slim/TF official 1e-4), applied
 as `L2(lambda / 2)` to conv and dense kernels; `decay_biases=True` also decays conv and dense biases (TF official's
 "every variable except BN" rule); BN gamma/beta are never decayed.
+
+Learning rules (thesis Chapter 5, spec ch5 3 and 6.1): convs and the logits layer come from the factories of
+goaldriven/alignment/layers.py, so `build_resnet(..., learning_rule="sa")` (or building inside
+`alignment.scope.learning_rule`) gives aligned layers with a backward kernel each, and the default gives the plain
+Keras layers (same weight names and counts). `alignment_relu=True` (the alignment path's nonlinearity is ReLU) on the
+convs followed by BN + ReLU: the stem conv, conv1 of basic blocks, conv1 and conv2 of bottlenecks; v2 uses the same
+positions (its stem conv is followed by the first unit's BN + ReLU after the max pool).
 """
 
 # b: batch, h/w: space, c: channels, k: classes
+import contextlib
+
 import keras
 from keras import ops
+
+from goaldriven.alignment import layers as aligned_layers
+from goaldriven.alignment import scope
 
 # depth -> (block kind, blocks per stage)
 STAGES = {
@@ -66,10 +78,12 @@ class _Regularized:
             return None
         return keras.regularizers.L2(self.weight_decay / 2)
 
-    def _conv(self, filters, kernel_size, strides=1, use_bias=False, name=None):
-        return keras.layers.Conv2D(
+    def _conv(self, filters, kernel_size, strides=1, use_bias=False, alignment_relu=False, name=None):
+        # A plain Conv2D, or an aligned one inside `scope.learning_rule` (alignment_relu: BN + ReLU follow it).
+        return aligned_layers.conv2d(
             filters,
             kernel_size,
+            alignment_relu=alignment_relu,
             strides=strides,
             padding="same" if strides == 1 else "valid",  # stride > 1: padded by _pad_for_stride
             use_bias=use_bias,
@@ -155,7 +169,7 @@ class BasicBlockV1(_ResidualBlock):
 
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
-        self.conv1 = self._conv(filters, 3, self.strides, name="conv1")
+        self.conv1 = self._conv(filters, 3, self.strides, alignment_relu=True, name="conv1")
         self.bn1 = self._bn("bn1")
         self.conv2 = self._conv(filters, 3, name="conv2")
         self.bn2 = self._bn("bn2")
@@ -183,9 +197,9 @@ class BottleneckV1(_ResidualBlock):
 
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
-        self.conv1 = self._conv(filters, 1, name="conv1")
+        self.conv1 = self._conv(filters, 1, alignment_relu=True, name="conv1")
         self.bn1 = self._bn("bn1")
-        self.conv2 = self._conv(filters, 3, self.strides, name="conv2")
+        self.conv2 = self._conv(filters, 3, self.strides, alignment_relu=True, name="conv2")
         self.bn2 = self._bn("bn2")
         self.conv3 = self._conv(4 * filters, 1, name="conv3")
         self.bn3 = self._bn("bn3")
@@ -219,9 +233,9 @@ class BottleneckV2(_ResidualBlock):
     def __init__(self, filters, **kwargs):
         super().__init__(filters, **kwargs)
         self.preact_bn = self._bn("preact_bn")
-        self.conv1 = self._conv(filters, 1, name="conv1")
+        self.conv1 = self._conv(filters, 1, alignment_relu=True, name="conv1")
         self.bn1 = self._bn("bn1")
-        self.conv2 = self._conv(filters, 3, self.strides, name="conv2")
+        self.conv2 = self._conv(filters, 3, self.strides, alignment_relu=True, name="conv2")
         self.bn2 = self._bn("bn2")
         self.conv3 = self._conv(4 * filters, 1, use_bias=True, name="conv3")
         if self.projection:
@@ -292,7 +306,7 @@ class ResNet(_Regularized, keras.Model):
         self.num_classes = num_classes
         self._make_layers_config(weight_decay, decay_biases, bn_momentum, bn_epsilon)
 
-        self.stem_conv = self._conv(64, 7, 2, use_bias=version == 2, name="stem_conv")
+        self.stem_conv = self._conv(64, 7, 2, use_bias=version == 2, alignment_relu=True, name="stem_conv")
         self.stem_bn = self._bn("stem_bn") if version == 1 else None
         self.stem_pool = keras.layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")
         kind, counts = STAGES[version][depth]
@@ -317,7 +331,7 @@ class ResNet(_Regularized, keras.Model):
                 channels = out_channels
         self.postnorm = self._bn("postnorm") if version == 2 else None
         self.global_pool = keras.layers.GlobalAveragePooling2D(name="pool")
-        self.logits = keras.layers.Dense(
+        self.logits = aligned_layers.dense(
             num_classes,
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
             kernel_regularizer=self._l2(),
@@ -356,20 +370,34 @@ class ResNet(_Regularized, keras.Model):
 
 
 def build_resnet(
-    depth, version, num_classes=1000, weight_decay=1e-4, bn_momentum=0.997, bn_epsilon=1e-5, decay_biases=False
+    depth,
+    version,
+    num_classes=1000,
+    weight_decay=1e-4,
+    bn_momentum=0.997,
+    bn_epsilon=1e-5,
+    decay_biases=False,
+    learning_rule=None,
 ) -> ResNet:
-    """Builds a ResNet with all weights created (the weights do not depend on the image size)."""
-    model = ResNet(
-        depth=depth,
-        version=version,
-        num_classes=num_classes,
-        weight_decay=weight_decay,
-        decay_biases=decay_biases,
-        bn_momentum=bn_momentum,
-        bn_epsilon=bn_epsilon,
-        name=f"resnet{depth}_v{version}",
-    )
-    model(keras.KerasTensor((None, None, None, 3)))
+    """Builds a ResNet with all weights created (the weights do not depend on the image size).
+
+    `learning_rule`: "bp" (backprop), a rule name or abbreviation ("sa", "information_alignment") or an
+    `alignment.rules.LearningRule` builds the convs and the logits layer as aligned layers trained under that rule
+    (alignment/scope.py); None uses the enclosing `scope.learning_rule`, i.e. backprop outside any.
+    """
+    context = contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule)
+    with context:
+        model = ResNet(
+            depth=depth,
+            version=version,
+            num_classes=num_classes,
+            weight_decay=weight_decay,
+            decay_biases=decay_biases,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            name=f"resnet{depth}_v{version}",
+        )
+        model(keras.KerasTensor((None, None, None, 3)))
     return model
 
 

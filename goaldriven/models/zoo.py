@@ -1,15 +1,23 @@
-"""Every ImageNet model of the library by name: the ConvRNN zoo and BaseNets (convrnn_zoo), AlexNet and the ResNets.
+"""Every image model of the library by name: the ConvRNN zoo and BaseNets (convrnn_zoo), AlexNet, the ResNets, and
+the small CIFAR ResNets of the learning-rule experiments (small_resnets).
 
 `build_model(name, ...)` is what gin binds (`gin/models/zoo.gin`), what `MODEL` names, and what neural-fit reports
 print. All models follow the library's contract: `model(images, training=...)` returns
 {"logits": (b, classes) float32, "features": {name: tensor}} (ConvRNNs add "logits_per_step").
+
+`learning_rule` is the model-level switch of thesis Chapter 5: any model trains under any learning rule (backprop,
+feedback alignment, weight mirror, information/symmetric/activation alignment, Kolen-Pollack; alignment/rules.py)
+because model code makes its conv and dense layers through the factories of alignment/layers.py, which return aligned
+layers (a backward kernel each) inside `alignment.scope.learning_rule(rule)` and the plain Keras layers otherwise.
 """
 
+import contextlib
 from typing import Any, Callable
 
 import keras
 
-from goaldriven.models import alexnet, convrnn_zoo, resnets
+from goaldriven.alignment import scope
+from goaldriven.models import alexnet, convrnn_zoo, resnets, small_resnets
 
 FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "alexnet": alexnet.build_alexnet,
@@ -20,12 +28,15 @@ FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "resnet101_v2": resnets.resnet101_v2,
     "resnet152_v2": resnets.resnet152_v2,
 }
-DEFAULT_WEIGHT_DECAY = {"alexnet": 5e-4}  # spec ch2 7.3; everything else 1e-4
+SMALL: dict[str, int] = {f"small_resnet{depth}": depth for depth in small_resnets.DEPTHS}  # name -> depth
+DEFAULT_WEIGHT_DECAY = {"alexnet": 5e-4}  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
+# ConvRNN options that feedforward models accept only at their defaults, so one gin file can bind them for every model.
+CONVRNN_DEFAULTS = {"cell_weight_decay": None, "unroll_length": "full", "width_multiplier": 1.0, "remat": False}
 
 
 def model_names() -> tuple[str, ...]:
     """Names `build_model` accepts."""
-    return convrnn_zoo.model_names() + tuple(FEEDFORWARD)
+    return convrnn_zoo.model_names() + tuple(FEEDFORWARD) + tuple(SMALL)
 
 
 def build_model(
@@ -34,6 +45,7 @@ def build_model(
     num_classes: int = 1000,
     image_size: int = 224,
     weight_decay: float | None = None,
+    learning_rule: Any = None,
     **convrnn_kwargs: Any,
 ) -> keras.Model:
     """Builds the named model with all weights created.
@@ -43,24 +55,41 @@ def build_model(
       num_classes: classes of the readout.
       image_size: input side in pixels (AlexNet's fc6 and the ConvRNNs' kernel clipping depend on it).
       weight_decay: TF1 lambda of the backbone (default: 5e-4 for AlexNet, 1e-4 otherwise; thesis Section 2.5.1).
+      learning_rule: how the model's conv and dense layers learn: None (the enclosing `alignment.scope.learning_rule`,
+        i.e. backprop outside any) or "bp" give the plain Keras layers; a rule name or abbreviation ("fa", "wm", "ia",
+        "sa", "aa", "kp", "symmetric_alignment", ...) or an `alignment.rules.LearningRule` gives aligned layers
+        trained under it (thesis Chapter 5; train with `tasks.loop.run(..., alignment=...)`).
       **convrnn_kwargs: ConvRNN/BaseNet options of `convrnn_zoo.build_convrnn` (cell_weight_decay, unroll_length,
         width_multiplier, remat, blank_value, decoder, decoder_start, unroll).
     """
     decay = DEFAULT_WEIGHT_DECAY.get(name, 1e-4) if weight_decay is None else weight_decay
-    if name in FEEDFORWARD:
-        # ConvRNN options are accepted only at their defaults, so one gin file can bind them for every model.
-        defaults = {"cell_weight_decay": None, "unroll_length": "full", "width_multiplier": 1.0, "remat": False}
-        unsupported = sorted(k for k, v in convrnn_kwargs.items() if defaults.get(k, object()) != v)
+    if name in FEEDFORWARD or name in SMALL:
+        unsupported = sorted(k for k, v in convrnn_kwargs.items() if CONVRNN_DEFAULTS.get(k, object()) != v)
         if unsupported:
             raise ValueError(
                 f"{name} is a feedforward model without the ConvRNN options {unsupported}; drop them (or the gin "
                 "macros that set them) for this model."
             )
-        if name == "alexnet":
-            return alexnet.build_alexnet(num_classes=num_classes, weight_decay=decay, image_size=image_size)
-        return FEEDFORWARD[name](num_classes=num_classes, weight_decay=decay)
+        with _rule_scope(learning_rule):
+            if name in SMALL:
+                return small_resnets.build_small_resnet(
+                    SMALL[name], num_classes=num_classes, weight_decay=decay, image_size=image_size
+                )
+            if name == "alexnet":
+                return alexnet.build_alexnet(num_classes=num_classes, weight_decay=decay, image_size=image_size)
+            return FEEDFORWARD[name](num_classes=num_classes, weight_decay=decay)
     if name not in convrnn_zoo.model_names():
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}.")
     return convrnn_zoo.build_convrnn(
-        name, num_classes=num_classes, image_size=image_size, weight_decay=decay, **convrnn_kwargs
+        name,
+        num_classes=num_classes,
+        image_size=image_size,
+        weight_decay=decay,
+        learning_rule=learning_rule,
+        **convrnn_kwargs,
     )
+
+
+def _rule_scope(learning_rule):
+    """`scope.learning_rule(learning_rule)`, or no scope for None (the enclosing rule stays in force)."""
+    return contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule)
