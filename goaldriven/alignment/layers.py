@@ -64,11 +64,12 @@ class _AlignedMixin:
         activation = getattr(self, "activation", None)
         return None if activation in (None, keras.activations.linear) else activation
 
-    def _maybe_add_alignment_loss(self, training, **kwargs):
+    def _maybe_add_alignment_loss(self, training, part="", **kwargs):
         collector = scope.current_collector()
         if collector is None or not training or not self.rule.has_alignment_loss:
             return
-        collector.add(self, self.rule.alignment_loss(activation=self._alignment_activation(), **kwargs))
+        activation = None if part == "depthwise" else self._alignment_activation()
+        collector.add(self, self.rule.alignment_loss(activation=activation, **kwargs), part=part)
 
     def _rule_config(self, config):
         config.update({"rule": self.rule.get_config(), "alignment_relu": self.alignment_relu})
@@ -234,6 +235,7 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
         if self.uses_backward_kernel:
             self._maybe_add_alignment_loss(
                 training,
+                part="depthwise",
                 x=inputs,
                 w=wd,
                 b=ops.cast(self.depthwise_backward_kernel, self.compute_dtype),
@@ -247,6 +249,7 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
             )
             self._maybe_add_alignment_loss(
                 training,
+                part="pointwise",
                 x=mid,
                 w=wp,
                 b=ops.cast(self.pointwise_backward_kernel, self.compute_dtype),

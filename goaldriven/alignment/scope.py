@@ -43,20 +43,38 @@ def current_rule():
 
 
 class AlignmentLosses:
-    """The alignment losses of one forward pass: `losses` (float32 scalars) and their `total()`."""
+    """The alignment losses of one forward pass.
+
+    A layer called several times in one pass (a ConvRNN's convs, once per time step) contributes the mean of its
+    calls' R, so the alignment learning rate does not scale with the unroll length; a separable conv's depthwise and
+    pointwise parts are separate entries (`part`).
+    """
 
     def __init__(self):
-        self.losses = []
-        self.layers = []
+        self._entries = {}  # (id(layer), part) -> (layer, [losses])
 
-    def add(self, layer, loss):
-        self.layers.append(layer)
-        self.losses.append(loss)
+    def add(self, layer, loss, part: str = ""):
+        self._entries.setdefault((id(layer), part), (layer, []))[1].append(loss)
+
+    @property
+    def layers(self) -> list:
+        """One layer per entry, aligned with `losses`."""
+        return [layer for layer, _ in self._entries.values()]
+
+    @property
+    def losses(self) -> list:
+        """Per entry, the mean of its calls' R (float32 scalars)."""
+        import tensorflow as tf
+
+        return [
+            tf.add_n(values) / len(values) if len(values) > 1 else values[0] for _, values in self._entries.values()
+        ]
 
     def total(self):
         import tensorflow as tf
 
-        return tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+        losses = self.losses
+        return tf.add_n(losses) if losses else tf.constant(0.0)
 
 
 @contextlib.contextmanager
