@@ -31,6 +31,18 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+def model_variables(model) -> list:
+    """Every variable of a Keras model (trainable or not), in the model's own (deterministic) order.
+
+    TensorFlow's object-graph checkpoint only follows a Keras 3 model's attributes that it tracks itself; layers kept
+    in Python lists (ResNet blocks, ConvRNN nodes) are not, and their variables (BN moving statistics, fixed backward
+    kernels) would be silently left out. Saving the list of all variables makes the checkpoint complete whatever the
+    model's structure; the order (not the auto-generated layer names) identifies them, so a model rebuilt in the same
+    process restores too. A model of another architecture fails on the first mismatching shape.
+    """
+    return list(model.variables)
+
+
 class Checkpointer:
     """Saves and restores a set of trackables (model, optimizer, step) in `<workdir>/checkpoints`.
 
@@ -45,6 +57,9 @@ class Checkpointer:
             self.directory if is_chief else os.path.join(workdir, "checkpoints_scratch", f"worker_{worker_id}")
         )
         self.is_chief = is_chief
+        model = trackables.get("model")
+        if model is not None and hasattr(model, "variables") and "model_variables" not in trackables:
+            trackables["model_variables"] = model_variables(model)
         self.checkpoint = tf.train.Checkpoint(**trackables)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.save_directory, max_to_keep=max_to_keep)
 
