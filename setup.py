@@ -29,6 +29,7 @@ setuptools.setup(
         "absl-py==2.5.1",
         "numpy>=2.0,<2.5",
         "scipy>=1.13",
+        "scikit-learn>=1.4",  # the embedded digits data (tasks/digits.py); neural-fit mappings
         "matplotlib>=3.8",
         "tensorboard>=2.20,<2.22",
     ],

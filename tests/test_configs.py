@@ -30,7 +30,7 @@ def _smoke_batch(task):
 def _tiny_bindings(path):
     """ConvRNNs and BaseNets at 1/16 width (the feedforward ResNets/AlexNet have no width option; built at 32 px)."""
     text = open(path).read()
-    if "models/zoo.gin" in text and not any(f"MODEL = '{m}" in text for m in ("alexnet", "resnet")):
+    if "models/zoo.gin" in text and not any(f"MODEL = '{m}" in text for m in ("alexnet", "resnet", "small_resnet")):
         return [os.path.join(REPO, "gin", "models", "zoo_tiny.gin")]
     return []
 

@@ -227,7 +227,15 @@ def _train_two_steps(path, tmp_path, bindings=()):
     _, rule = _name_parts(path)
     _parse(
         [os.path.relpath(path, os.path.join(REPO, "gin")), "testing/smoke.gin"],
-        ["GLOBAL_BATCH_SIZE = 2", "TRAIN_STEPS = 2", "DELAY_STEPS = 0", "CHECKPOINT_EVERY = 2", *bindings],
+        [
+            "GLOBAL_BATCH_SIZE = 2",
+            "TRAIN_STEPS = 2",
+            "DELAY_STEPS = 0",
+            "WARMUP_EPOCHS = 0",
+            "ALIGNMENT_WARMUP_EPOCHS = 0",
+            "CHECKPOINT_EVERY = 2",
+            *bindings,
+        ],
     )
     built = {}
 
@@ -290,3 +298,18 @@ def test_rule_trains_two_steps_on_a_small_resnet(rule, tmp_path):
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_experiment_trains_two_steps(path, tmp_path):
     _check_trained(*_train_two_steps(path, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "rule_file, task_warmup, alignment_warmup",
+    [("symmetric_alignment", 5, 5), ("wm_ad", 6, 6), ("information_alignment", 6, 0), ("weight_mirror", 6, 0)],
+)
+def test_warmup_epochs(rule_file, task_warmup, alignment_warmup):
+    # Section 5.9.2: 5-epoch warm-up (SA/AA); Section 5.9.1: 6 epochs, and eta warmed up only when de = 0 (spec 5.4).
+    gin.clear_config()
+    try:
+        _parse([f"experiments/imagenet__resnet18_v1__{rule_file}.gin"])
+        assert gin.query_parameter("%WARMUP_EPOCHS") == task_warmup
+        assert gin.query_parameter("%ALIGNMENT_WARMUP_EPOCHS") == alignment_warmup
+    finally:
+        gin.clear_config()

@@ -34,6 +34,8 @@ class EpochPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
       boundaries: strictly increasing epochs at which the next value starts.
       steps_per_epoch: optimizer steps per epoch (> 0; may be fractional).
       name: schedule name.
+      warmup_epochs: linear warm-up from 0 over this many epochs: lr(step) = value(step) * step / warmup steps
+        before it (TF official ResNets; the learning-rule runs of thesis Chapter 5 use 5 or 6 epochs).
 
     Call args:
       step: optimizer iteration (scalar, any numeric dtype).
@@ -48,6 +50,7 @@ class EpochPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
         boundaries: Sequence[float],
         steps_per_epoch: float,
         name: str = "epoch_piecewise_constant",
+        warmup_epochs: float = 0.0,
     ):
         super().__init__()
         values, boundaries = [float(v) for v in values], [float(b) for b in boundaries]
@@ -62,6 +65,9 @@ class EpochPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(
                 f"steps_per_epoch must be > 0 (training examples / global batch). Received: {steps_per_epoch!r}"
             )
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0 (0: no warm-up). Received: {warmup_epochs}")
+        self.warmup_epochs = float(warmup_epochs)
         self.values = values
         self.boundaries = boundaries
         self.steps_per_epoch = float(steps_per_epoch)
@@ -75,10 +81,15 @@ class EpochPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = ops.cast(step, "int64")
         if not self.boundaries:
-            return ops.convert_to_tensor(self.values[0], "float32")
-        starts = ops.convert_to_tensor(self.boundary_steps, "int64")
-        index = ops.sum(ops.cast(ops.greater_equal(step, starts), "int32"))
-        return ops.take(ops.convert_to_tensor(self.values, "float32"), index)
+            value = ops.convert_to_tensor(self.values[0], "float32")
+        else:
+            starts = ops.convert_to_tensor(self.boundary_steps, "int64")
+            index = ops.sum(ops.cast(ops.greater_equal(step, starts), "int32"))
+            value = ops.take(ops.convert_to_tensor(self.values, "float32"), index)
+        warmup_steps = self.warmup_epochs * self.steps_per_epoch
+        if warmup_steps > 0:
+            value = value * ops.minimum(1.0, ops.cast(step, "float32") / warmup_steps)
+        return value
 
     def get_config(self):
         return {
@@ -86,6 +97,7 @@ class EpochPiecewiseConstant(keras.optimizers.schedules.LearningRateSchedule):
             "boundaries": list(self.boundaries),
             "steps_per_epoch": self.steps_per_epoch,
             "name": self.name,
+            "warmup_epochs": self.warmup_epochs,
         }
 
 
@@ -114,6 +126,7 @@ def resnet_schedule(
     steps_per_epoch: float,
     boundaries: Sequence[float] = RESNET_BOUNDARIES,
     factor: float = 0.1,
+    warmup_epochs: float = 0.0,
 ) -> EpochPiecewiseConstant:
     """The "ResNet schedule": scaled base rate, multiplied by `factor` at each boundary epoch.
 
@@ -126,7 +139,9 @@ def resnet_schedule(
         base_learning_rate, global_batch_size=global_batch_size, reference_batch_size=reference_batch_size
     )
     values = [base * factor**i for i in range(len(boundaries) + 1)]
-    return EpochPiecewiseConstant(values, boundaries, steps_per_epoch, name="resnet_schedule")
+    return EpochPiecewiseConstant(
+        values, boundaries, steps_per_epoch, name="resnet_schedule", warmup_epochs=warmup_epochs
+    )
 
 
 def alexnet_schedule(

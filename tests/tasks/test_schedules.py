@@ -66,3 +66,15 @@ def test_invalid_arguments():
         schedules.EpochPiecewiseConstant([0.1, 0.2, 0.3], [60, 30], steps_per_epoch=1)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         schedules.resnet_schedule(global_batch_size=64, steps_per_epoch=0)
+
+
+def test_linear_warmup_then_piecewise_constant():
+    schedule = schedules.resnet_schedule(
+        0.1, global_batch_size=256, reference_batch_size=256, steps_per_epoch=10.0, warmup_epochs=5
+    )
+    # 50 warm-up steps rising linearly from 0 to 0.1, then 0.1 until epoch 30 (step 300), then 0.01.
+    expected = {0: 0.0, 10: 0.02, 25: 0.05, 49: 0.098, 50: 0.1, 299: 0.1, 300: 0.01}
+    for step, value in expected.items():
+        np.testing.assert_allclose(float(schedule(step)), value, rtol=1e-6, atol=1e-9, err_msg=str(step))
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        schedules.resnet_schedule(0.1, global_batch_size=256, steps_per_epoch=10.0, warmup_epochs=-1)
