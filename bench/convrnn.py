@@ -23,8 +23,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import step_timing  # bench/step_timing.py (scripts run from bench/)
@@ -167,14 +165,6 @@ def step(name: str, image_size: int, precision: str, batch: int, steps: int, tim
     }
 
 
-def _subprocess(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results", "convrnn.json"))
@@ -205,7 +195,7 @@ def main() -> None:
     me = os.path.abspath(__file__)
 
     def run(name, size, precision, batch, times=0, remat=0):
-        out = _subprocess(
+        out = step_timing.run_worker(
             [me, "--steps", str(args.steps), "--worker", "step", name, str(size), precision, str(batch), str(times),
              str(int(remat))]
         )  # fmt: skip
@@ -225,7 +215,7 @@ def main() -> None:
     if "throughput" in args.parts:
         result["throughput"] = []
         for precision, dtype in PRECISIONS.items():
-            result["peaks"][precision] = _subprocess([me, "--worker", "peak", dtype])
+            result["peaks"][precision] = step_timing.run_worker([me, "--worker", "peak", dtype])
             print(f"peak {precision}: {result['peaks'][precision]['peak_gflops']:.0f} GFLOP/s", flush=True)
         for size in args.sizes:
             for precision in PRECISIONS:

@@ -22,8 +22,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import step_timing  # bench/step_timing.py (scripts run from bench/)
@@ -147,14 +145,6 @@ def _profile_one_step(step) -> dict:
     }
 
 
-def _subprocess(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results", "path_integration.json"))
@@ -203,7 +193,7 @@ PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
 
 
 def _ours_with_roofline(me: str, kind: str, precision: str, steps: int, peaks: dict) -> dict:
-    run = _subprocess([me, "--steps", str(steps), "--worker", kind, precision])
+    run = step_timing.run_worker([me, "--steps", str(steps), "--worker", kind, precision])
     flops = step_flops(kind)
     roofline = flops / (peaks[PRECISIONS[precision]]["peak_gflops"] * 1e9)
     run.update(
@@ -218,12 +208,12 @@ def _ours_with_roofline(me: str, kind: str, precision: str, steps: int, peaks: d
 
 
 def _round(me: str, steps: int, has_torch: bool) -> dict:
-    peaks = {dtype: _subprocess([me, "--worker", "peak", dtype]) for dtype in PRECISIONS.values()}
+    peaks = {dtype: step_timing.run_worker([me, "--worker", "peak", dtype]) for dtype in PRECISIONS.values()}
     out = {"matmul": peaks}
     for precision in PRECISIONS:
         out[f"rnn_{precision}"] = _ours_with_roofline(me, "rnn", precision, steps, peaks)
     if has_torch:
-        torch_run = _subprocess([os.path.join(HERE, "torch_reference.py"), str(steps)])
+        torch_run = step_timing.run_worker([os.path.join(HERE, "torch_reference.py"), str(steps)])
         torch_run["gflop_per_step"] = (step_flops("rnn") + 2 * SEQ * BATCH * N_UNITS * (N_UNITS + N_PLACE)) / 1e9
         out["reference_torch"] = torch_run
     return out

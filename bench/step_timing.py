@@ -1,6 +1,19 @@
-"""Timing the loop's compiled train step for the benchmarks (shared by bench/path_integration.py and convrnn.py)."""
+"""Shared benchmark helpers: timing the loop's compiled train step, and running a worker in a fresh process
+(used by bench/path_integration.py, convrnn.py and alignment.py)."""
 
+import json
+import subprocess
+import sys
 import time
+
+
+def run_worker(args: list[str]) -> dict:
+    """Runs `python <args>` in a fresh process and returns the last JSON line it prints (its result)."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def time_train_steps(task, model, optimizer, strategy, *, global_batch_size: int, steps: int):
