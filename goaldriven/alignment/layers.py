@@ -71,16 +71,17 @@ class _AlignedMixin:
         activation = None if part == "depthwise" else self._alignment_activation()
         collector.add(self, self.rule.alignment_loss(activation=activation, **kwargs), part=part)
 
-    def _rule_config(self, config):
+    def get_config(self):
+        config = super().get_config()
         config.update({"rule": self.rule.get_config(), "alignment_relu": self.alignment_relu})
         return config
 
-
-def _rule_from_config(config):
-    config = dict(config)
-    if isinstance(config.get("rule"), dict):
-        config["rule"] = rules.from_config(config["rule"])
-    return config
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("rule"), dict):
+            config["rule"] = rules.from_config(config["rule"])
+        return super().from_config(config)
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
@@ -122,13 +123,6 @@ class AlignedDense(_AlignedMixin, keras.layers.Dense):
                 kernel_adjoint=lambda x, y: tf.matmul(tf.reshape(x, [-1, w.shape[0]]), y, transpose_a=True),
             )
         return pre if self.activation is None else self.activation(pre)
-
-    def get_config(self):
-        return self._rule_config(super().get_config())
-
-    @classmethod
-    def from_config(cls, config):
-        return super().from_config(_rule_from_config(config))
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
@@ -185,13 +179,6 @@ class AlignedConv2D(_AlignedMixin, keras.layers.Conv2D):
                 ),
             )
         return pre if self.activation is None else self.activation(pre)
-
-    def get_config(self):
-        return self._rule_config(super().get_config())
-
-    @classmethod
-    def from_config(cls, config):
-        return super().from_config(_rule_from_config(config))
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
@@ -260,13 +247,6 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
                 kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, wp.shape, 1, "VALID"),
             )
         return pre if self.activation is None else self.activation(pre)
-
-    def get_config(self):
-        return self._rule_config(super().get_config())
-
-    @classmethod
-    def from_config(cls, config):
-        return super().from_config(_rule_from_config(config))
 
 
 def _use_aligned(alignment_relu: bool):

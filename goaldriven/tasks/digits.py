@@ -33,7 +33,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from goaldriven.tasks import base, image_classification
+from goaldriven.tasks import base, image_classification, image_datasets
 
 NUM_CLASSES = 10
 SOURCE_SIZE = 8
@@ -163,7 +163,9 @@ class DigitsData:
             first = epoch[0]
             perms = tf.stack(
                 [
-                    tf.random.experimental.stateless_shuffle(tf.range(n), _fold(base_seed, _ORDER, first + e))
+                    tf.random.experimental.stateless_shuffle(
+                        tf.range(n), image_datasets.fold_seed(base_seed, _ORDER, first + e)
+                    )
                     for e in range(epochs_per_batch)
                 ]
             )  # (epochs, n)
@@ -172,7 +174,7 @@ class DigitsData:
             if shift:
                 offsets = tf.random.stateless_uniform(
                     [2, global_batch_size],
-                    _fold(base_seed, _AUGMENT, step),
+                    image_datasets.fold_seed(base_seed, _AUGMENT, step),
                     minval=0,
                     maxval=2 * shift + 1,
                     dtype=tf.int32,
@@ -200,7 +202,9 @@ class DigitsData:
         raw, labels = self.arrays("test")
         total = len(labels)
         begin, end = pipeline_id * total // pipelines, (pipeline_id + 1) * total // pipelines
-        padded = _ceil_div(_ceil_div(total, pipelines), pipeline_batch) * pipeline_batch  # same batches everywhere
+        padded = (
+            image_datasets.ceil_div(image_datasets.ceil_div(total, pipelines), pipeline_batch) * pipeline_batch
+        )  # same batches everywhere
         pad = padded - (end - begin)
         images = np.concatenate([raw[begin:end], np.zeros((pad,) + raw.shape[1:], np.float32)])
         examples = {
@@ -231,14 +235,3 @@ class DigitsTask(image_classification.ImageClassificationTask):
 def _normalize(raw: tf.Tensor) -> tf.Tensor:
     """(..., 1) raw pixels in [0, 1] -> (..., 3) normalised identical channels."""
     return tf.repeat((raw - MEAN) / STD, 3, axis=-1)
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _fold(seed: tf.Tensor, *data) -> tf.Tensor:
-    """A stateless seed (2,) derived from `seed` and integers `data`."""
-    for value in data:
-        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
-    return seed

@@ -307,12 +307,12 @@ def _pipeline(
             builder, split, begin, end, start_step * pipeline_batch, base_seed, num_chunks, shuffle_window
         )
         examples = records.map(
-            lambda i, ex: {"images": preprocess(ex["image"], _fold(base_seed, _AUGMENT, i)), "labels": ex["label"]},
+            lambda i, ex: {"images": preprocess(ex["image"], fold_seed(base_seed, _AUGMENT, i)), "labels": ex["label"]},
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
         # Every pipeline runs ceil(ceil(N / P) / B) batches (B: examples per step here), padded with weight-0 examples.
-        padded_size = _ceil_div(_ceil_div(total, pipelines), pipeline_batch) * pipeline_batch
+        padded_size = ceil_div(ceil_div(total, pipelines), pipeline_batch) * pipeline_batch
         padding = tf.data.Dataset.from_tensors(
             {"images": tf.zeros(image_shape), "labels": tf.constant(0, tf.int32), "weight": tf.constant(0.0)}
         ).repeat(padded_size - (end - begin))
@@ -345,14 +345,14 @@ def _training_stream(builder, split, begin, end, consumed, base_seed, num_chunks
     window = epoch_size if shuffle_window is None else shuffle_window
 
     def epoch(e):
-        epoch_seed = _fold(base_seed, _ORDER, e)
+        epoch_seed = fold_seed(base_seed, _ORDER, e)
         sources = tf.repeat(tf.range(len(chunks), dtype=tf.int64), lengths)  # the chunk of each example, sorted
-        choice = tf.random.experimental.stateless_shuffle(sources, _fold(epoch_seed, 0))
+        choice = tf.random.experimental.stateless_shuffle(sources, fold_seed(epoch_seed, 0))
         merged = tf.data.Dataset.choose_from_datasets(chunks, tf.data.Dataset.from_tensor_slices(choice))
 
         def shuffle_block(block_index, block):
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(tf.shape(block["label"])[0]), _fold(epoch_seed, 1, block_index)
+                tf.range(tf.shape(block["label"])[0]), fold_seed(epoch_seed, 1, block_index)
             )
             return tf.nest.map_structure(lambda x: tf.gather(x, order), block)
 
@@ -363,11 +363,11 @@ def _training_stream(builder, split, begin, end, consumed, base_seed, num_chunks
     return stream.enumerate(start=consumed)
 
 
-def _ceil_div(a: int, b: int) -> int:
+def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _fold(seed: tf.Tensor, *data) -> tf.Tensor:
+def fold_seed(seed: tf.Tensor, *data) -> tf.Tensor:
     """A stateless seed (2,) derived from `seed` and integers `data` (distinct data give independent streams)."""
     for value in data:
         seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
