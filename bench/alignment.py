@@ -8,7 +8,7 @@ adds R's computation and an alignment optimizer (Adam) on B. Targets of the issu
     feedback alignment (fa), Kolen-Pollack (kp)                                      ratio <= 1.10
     symmetric (sa), activation (aa), weight mirror (wm), information alignment (ia)  ratio <= 1.50
 
-The step is the loop's real training step (`tasks.loop._make_train_loop`, phase "both"): ImageClassificationTask
+The step is the loop's real training step (`tasks.train_step.make_train_loop`, phase "both"): ImageClassificationTask
 (cross-entropy, top-1/top-5) on one fixed random batch, the thesis' task optimizer (SGD, Nesterov momentum 0.9) on
 the task variables, the default AlignmentTraining optimizer (Adam 1e-3) on the backward kernels, OneDeviceStrategy.
 All rules are built and traced in one worker process, then timed interleaved: in each of `--rounds` rounds every
@@ -141,7 +141,7 @@ def build_step(
 
     from goaldriven.alignment import training
     from goaldriven.models import zoo
-    from goaldriven.tasks import image_classification, loop
+    from goaldriven.tasks import image_classification, train_step
 
     keras.utils.set_random_seed(0)
     task = image_classification.ImageClassificationTask(
@@ -160,7 +160,7 @@ def build_step(
         if groups.has_alignment_optimizer:
             align_opt = alignment.optimizer(learning_rate=alignment.learning_rate)
             align_opt.build(groups.align)
-    train = loop._make_train_loop(  # pylint: disable=protected-access
+    train = train_step.make_train_loop(
         task, model, opt, strategy, jit_compile=jit, clip_global_norm=None, groups=groups, align_opt=align_opt,
         alignment=alignment, phase="both",
     )  # fmt: skip

@@ -23,11 +23,9 @@ def time_train_steps(task, model, optimizer, strategy, *, global_batch_size: int
     """
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    from goaldriven.tasks import loop
+    from goaldriven.tasks import train_step
 
-    train = loop._make_train_loop(  # pylint: disable=protected-access
-        task, model, optimizer, strategy, jit_compile=False, clip_global_norm=None
-    )
+    train = train_step.make_train_loop(task, model, optimizer, strategy, jit_compile=False, clip_global_norm=None)
     iterator = iter(
         strategy.distribute_datasets_from_function(
             lambda ctx: task.train_dataset(global_batch_size=global_batch_size, input_context=ctx, start_step=0, seed=0)

@@ -4,7 +4,7 @@ Reference: He et al. (2016a), "Deep Residual Learning for Image Recognition", Se
 with three stages of n basic blocks on 32 x 32 images,
 
     stem:     x = relu(BN(conv_3x3(x) -> w))
-    block:    y = relu(s(x) + BN(conv_3x3(relu(BN(conv_3x3/stride(x))))))        (resnets.BasicBlockV1)
+    block:    y = relu(s(x) + BN(conv_3x3(relu(BN(conv_3x3/stride(x))))))        (resnet_blocks.BasicBlockV1)
     stages:   n blocks each, widths (w, 2w, 4w), stride (1, 2, 2) in the first block of a stage
     s(x):     BN(conv_1x1/stride(x)) when the shape changes (He et al.'s option B), else x
     head:     global average pool, dense logits.
@@ -35,13 +35,13 @@ from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.alignment import scope
-from goaldriven.models import resnets
+from goaldriven.models import resnet_blocks
 
 DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
-class SmallResNet(resnets._Regularized, keras.Model):  # pylint: disable=protected-access
+class SmallResNet(resnet_blocks.Regularized, keras.Model):
     """A CIFAR ResNet-(6n + 2) (module docstring): images -> logits and named features.
 
     Args:
@@ -82,7 +82,7 @@ class SmallResNet(resnets._Regularized, keras.Model):  # pylint: disable=protect
             stage_width = width * 2**i
             for j in range((depth - 2) // 6):
                 strides = 2 if i > 0 and j == 0 else 1
-                block = resnets.BasicBlockV1(
+                block = resnet_blocks.BasicBlockV1(
                     stage_width,
                     strides=strides,
                     projection=stage_width != channels or strides != 1,

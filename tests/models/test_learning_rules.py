@@ -16,7 +16,7 @@ import tensorflow as tf
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.alignment import scope, training
 from goaldriven.models import alexnet, convrnn_zoo, small_resnets, zoo
-from goaldriven.tasks import loop
+from goaldriven.tasks import train_step
 from tests import strategies
 
 CLASSES = 5
@@ -266,7 +266,7 @@ def test_loop_train_step(rule, distributed):
     data = strategy.distribute_datasets_from_function(
         lambda ctx: tf.data.Dataset.from_tensor_slices({"x": x, "y": y}).batch(1 if distributed else 2).repeat()
     )
-    train = loop._make_train_loop(
+    train = train_step.make_train_loop(
         _Task(),
         model,
         opt,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from goaldriven.models import resnets
+from goaldriven.models import resnet_blocks, resnets
 from tests import layer_testing, strategies
 
 # Trainable parameters (conv kernels and biases, BN gamma/beta, dense) at 1000 classes.
@@ -103,11 +103,11 @@ def test_v1_and_v2_place_the_stride_differently():
 @pytest.mark.parametrize(
     "cls, kwargs, channels, n_weights",
     [
-        (resnets.BasicBlockV1, dict(filters=8, strides=2, projection=True), 4, 9),
-        (resnets.BasicBlockV1, dict(filters=4, strides=1, projection=False), 4, 6),
-        (resnets.BottleneckV1, dict(filters=4, strides=2, projection=True), 8, 12),
-        (resnets.BottleneckV2, dict(filters=4, strides=1, projection=True), 8, 12),
-        (resnets.BottleneckV2, dict(filters=4, strides=2, projection=False), 16, 10),
+        (resnet_blocks.BasicBlockV1, dict(filters=8, strides=2, projection=True), 4, 9),
+        (resnet_blocks.BasicBlockV1, dict(filters=4, strides=1, projection=False), 4, 6),
+        (resnet_blocks.BottleneckV1, dict(filters=4, strides=2, projection=True), 8, 12),
+        (resnet_blocks.BottleneckV2, dict(filters=4, strides=1, projection=True), 8, 12),
+        (resnet_blocks.BottleneckV2, dict(filters=4, strides=2, projection=False), 16, 10),
     ],
 )
 def test_blocks_with_layer_harness(cls, kwargs, channels, n_weights):
@@ -126,7 +126,7 @@ def test_blocks_with_layer_harness(cls, kwargs, channels, n_weights):
 def test_bottleneck_v2_identity_shortcut_subsamples():
     """With the residual branch zeroed, a non-projection stride-2 v2 unit returns x[:, ::2, ::2] (Slim subsample)."""
     x = np.random.default_rng(0).normal(size=(2, 7, 7, 16)).astype("float32")
-    block = resnets.BottleneckV2(4, strides=2, projection=False)
+    block = resnet_blocks.BottleneckV2(4, strides=2, projection=False)
     block(x)
     block.conv3.kernel.assign(np.zeros(block.conv3.kernel.shape, "float32"))
     block.conv3.bias.assign(np.zeros(block.conv3.bias.shape, "float32"))
@@ -136,7 +136,7 @@ def test_bottleneck_v2_identity_shortcut_subsamples():
 def test_basic_block_v1_is_post_activation():
     """With the last BN's gamma = beta = 0, an identity v1 block returns relu(x): the ReLU follows the addition."""
     x = np.random.default_rng(1).normal(size=(2, 5, 5, 4)).astype("float32")
-    block = resnets.BasicBlockV1(4)
+    block = resnet_blocks.BasicBlockV1(4)
     block(x)
     block.bn2.gamma.assign(np.zeros(4, "float32"))
     block.bn2.beta.assign(np.zeros(4, "float32"))
@@ -179,7 +179,7 @@ def test_invalid_arguments_name_the_fix():
     with pytest.raises(ValueError, match="version must be 1 or 2"):
         resnets.ResNet(depth=50, version=3)
     with pytest.raises(ValueError, match="strides must be 1 or 2"):
-        resnets.BottleneckV2(4, strides=3)
+        resnet_blocks.BottleneckV2(4, strides=3)
     with pytest.raises(ValueError, match="at least 32 px"):
         resnets.ResNet(18, 1)(np.zeros((1, 16, 16, 3), "float32"))
 
@@ -333,7 +333,7 @@ def test_mirrored_train_step_matches_single_device(key):
     _mirrored_step_matches_single_device(_tiny(key), *_data())
 
 
-@pytest.mark.parametrize("cls", [resnets.BasicBlockV1, resnets.BottleneckV1, resnets.BottleneckV2])
+@pytest.mark.parametrize("cls", [resnet_blocks.BasicBlockV1, resnet_blocks.BottleneckV1, resnet_blocks.BottleneckV2])
 def test_blocks_xla_and_mirrored(cls):
     """Every block type (padding, strided shortcut, sync BN) under XLA and under the MirroredStrategy."""
     channels = 4 * cls.expansion
