@@ -64,6 +64,20 @@ class _AlignedMixin:
         activation = getattr(self, "activation", None)
         return None if activation in (None, keras.activations.linear) else activation
 
+    def _finish(self, pre, training, part="", **alignment_kwargs):
+        """Adds the bias, the layer's R (under a training collector) and the activation to the linear output `pre`.
+
+        `alignment_kwargs` go to the rule's alignment_loss (x, w, b, project, ...); `forward_output` defaults to
+        x W + bias, i.e. `pre` with its bias.
+        """
+        bias = None if self.bias is None else ops.cast(self.bias, self.compute_dtype)
+        if bias is not None:
+            pre = pre + bias
+        if self.uses_backward_kernel:
+            alignment_kwargs.setdefault("forward_output", pre)
+            self._maybe_add_alignment_loss(training, part=part, bias=bias, **alignment_kwargs)
+        return pre if self.activation is None else self.activation(pre)
+
     def _maybe_add_alignment_loss(self, training, part="", **kwargs):
         collector = scope.current_collector()
         if collector is None or not training or not self.rule.has_alignment_loss:
@@ -107,22 +121,20 @@ class AlignedDense(_AlignedMixin, keras.layers.Dense):
         else:
             b = ops.cast(self.backward_kernel, self.compute_dtype)  # (out, in)
             pre = aligned_ops.aligned_matmul(inputs, w, b, tie_grad=self.rule.tie_grad)
+        if not self.uses_backward_kernel:
+            return self._finish(pre, training)
         bias = None if self.bias is None else ops.cast(self.bias, self.compute_dtype)
-        if bias is not None:
-            pre = pre + bias
-        if self.uses_backward_kernel:
-            self._maybe_add_alignment_loss(
-                training,
-                x=inputs,
-                w=w,
-                b=ops.transpose(ops.cast(self.backward_kernel, self.compute_dtype)),
-                bias=bias,
-                project=lambda x, k: tf.matmul(tf.reshape(x, [-1, k.shape[0]]), k),
-                reconstruct=lambda y, k: tf.matmul(y, k, transpose_b=True),
-                forward_output=tf.reshape(pre, [-1, self.units]),
-                kernel_adjoint=lambda x, y: tf.matmul(tf.reshape(x, [-1, w.shape[0]]), y, transpose_a=True),
-            )
-        return pre if self.activation is None else self.activation(pre)
+        return self._finish(
+            pre,
+            training,
+            x=inputs,
+            w=w,
+            b=ops.transpose(ops.cast(self.backward_kernel, self.compute_dtype)),
+            project=lambda x, k: tf.matmul(tf.reshape(x, [-1, k.shape[0]]), k),
+            reconstruct=lambda y, k: tf.matmul(y, k, transpose_b=True),
+            forward_output=tf.reshape(pre if bias is None else pre + bias, [-1, self.units]),  # (n, out)
+            kernel_adjoint=lambda x, y: tf.matmul(tf.reshape(x, [-1, w.shape[0]]), y, transpose_a=True),
+        )
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
@@ -159,26 +171,18 @@ class AlignedConv2D(_AlignedMixin, keras.layers.Conv2D):
         else:
             b = ops.cast(self.backward_kernel, self.compute_dtype)
             pre = aligned_ops.aligned_conv2d(inputs, w, b, dilations=dilations, tie_grad=self.rule.tie_grad, **args)
-        bias = ops.cast(self.bias, self.compute_dtype) if self.use_bias else None
-        if bias is not None:
-            pre = pre + bias
-        if self.uses_backward_kernel:
-            self._maybe_add_alignment_loss(
-                training,
-                x=inputs,
-                w=w,
-                b=ops.cast(self.backward_kernel, self.compute_dtype),
-                bias=bias,
-                project=lambda x, k: tf.nn.conv2d(x, k, args["strides"], args["padding"], dilations=dilations),
-                reconstruct=lambda y, k: aligned_ops.conv2d_transpose(
-                    y, k, tf.shape(inputs), dilations=dilations, **args
-                ),
-                forward_output=pre,
-                kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(
-                    x, y, w.shape, dilations=dilations, **args
-                ),
-            )
-        return pre if self.activation is None else self.activation(pre)
+        if not self.uses_backward_kernel:
+            return self._finish(pre, training)
+        return self._finish(
+            pre,
+            training,
+            x=inputs,
+            w=w,
+            b=ops.cast(self.backward_kernel, self.compute_dtype),
+            project=lambda x, k: tf.nn.conv2d(x, k, args["strides"], args["padding"], dilations=dilations),
+            reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, tf.shape(inputs), dilations=dilations, **args),
+            kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, w.shape, dilations=dilations, **args),
+        )
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
@@ -216,37 +220,33 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
             bp = ops.cast(self.pointwise_backward_kernel, self.compute_dtype)
             mid = aligned_ops.aligned_depthwise_conv2d(inputs, wd, bd, self.strides, padding, self.rule.tie_grad)
             pre = aligned_ops.aligned_conv2d(mid, wp, bp, 1, "VALID", tie_grad=self.rule.tie_grad)
-        bias = ops.cast(self.bias, self.compute_dtype) if self.use_bias else None
-        if bias is not None:
-            pre = pre + bias
-        if self.uses_backward_kernel:
-            self._maybe_add_alignment_loss(
-                training,
-                part="depthwise",
-                x=inputs,
-                w=wd,
-                b=ops.cast(self.depthwise_backward_kernel, self.compute_dtype),
-                bias=None,
-                project=lambda x, k: tf.nn.depthwise_conv2d(x, k, strides, padding),
-                reconstruct=lambda y, k: aligned_ops.depthwise_conv2d_transpose(
-                    y, k, tf.shape(inputs), self.strides, padding
-                ),
-                forward_output=mid,
-                kernel_adjoint=lambda x, y: tf.nn.depthwise_conv2d_backprop_filter(x, wd.shape, y, strides, padding),
-            )
-            self._maybe_add_alignment_loss(
-                training,
-                part="pointwise",
-                x=mid,
-                w=wp,
-                b=ops.cast(self.pointwise_backward_kernel, self.compute_dtype),
-                bias=bias,
-                project=lambda x, k: tf.nn.conv2d(x, k, 1, "VALID"),
-                reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, tf.shape(mid), 1, "VALID"),
-                forward_output=pre,
-                kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, wp.shape, 1, "VALID"),
-            )
-        return pre if self.activation is None else self.activation(pre)
+        if not self.uses_backward_kernel:
+            return self._finish(pre, training)
+        self._maybe_add_alignment_loss(
+            training,
+            part="depthwise",
+            x=inputs,
+            w=wd,
+            b=ops.cast(self.depthwise_backward_kernel, self.compute_dtype),
+            bias=None,
+            project=lambda x, k: tf.nn.depthwise_conv2d(x, k, strides, padding),
+            reconstruct=lambda y, k: aligned_ops.depthwise_conv2d_transpose(
+                y, k, tf.shape(inputs), self.strides, padding
+            ),
+            forward_output=mid,
+            kernel_adjoint=lambda x, y: tf.nn.depthwise_conv2d_backprop_filter(x, wd.shape, y, strides, padding),
+        )
+        return self._finish(
+            pre,
+            training,
+            part="pointwise",
+            x=mid,
+            w=wp,
+            b=ops.cast(self.pointwise_backward_kernel, self.compute_dtype),
+            project=lambda x, k: tf.nn.conv2d(x, k, 1, "VALID"),
+            reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, tf.shape(mid), 1, "VALID"),
+            kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, wp.shape, 1, "VALID"),
+        )
 
 
 def _use_aligned(alignment_relu: bool):

@@ -24,16 +24,23 @@ def _stack(name: str) -> list:
 
 
 @contextlib.contextmanager
+def _pushed(name: str, value):
+    """Pushes `value` on this thread's stack `name` for the duration of the context and yields it."""
+    stack = _stack(name)
+    stack.append(value)
+    try:
+        yield value
+    finally:
+        stack.pop()
+
+
+@contextlib.contextmanager
 def learning_rule(rule):
     """Layers made by the alignment factories inside this context use `rule` (None or Backprop: plain layers)."""
     from goaldriven.alignment import rules  # local: rules has no dependency on this module
 
-    stack = _stack("rules")
-    stack.append(rules.get_rule(rule))
-    try:
-        yield stack[-1]
-    finally:
-        stack.pop()
+    with _pushed("rules", rules.get_rule(rule)) as pushed:
+        yield pushed
 
 
 def current_rule():
@@ -80,12 +87,8 @@ class AlignmentLosses:
 @contextlib.contextmanager
 def collect_alignment_losses():
     """Aligned layers called inside add their R to the yielded `AlignmentLosses`."""
-    stack = _stack("collectors")
-    stack.append(AlignmentLosses())
-    try:
-        yield stack[-1]
-    finally:
-        stack.pop()
+    with _pushed("collectors", AlignmentLosses()) as collector:
+        yield collector
 
 
 def current_collector():
@@ -96,12 +99,8 @@ def current_collector():
 @contextlib.contextmanager
 def exact_gradients():
     """Aligned layers called inside propagate the exact gradient (W^T), as backprop would."""
-    stack = _stack("exact")
-    stack.append(True)
-    try:
+    with _pushed("exact", True):
         yield
-    finally:
-        stack.pop()
 
 
 def in_exact_gradients() -> bool:
@@ -111,12 +110,8 @@ def in_exact_gradients() -> bool:
 @contextlib.contextmanager
 def record_layer_inputs():
     """Yields a dict {layer path: [input tensors]} that aligned layers called inside fill."""
-    stack = _stack("inputs")
-    stack.append({})
-    try:
-        yield stack[-1]
-    finally:
-        stack.pop()
+    with _pushed("inputs", {}) as inputs:
+        yield inputs
 
 
 def record_input(layer, x) -> None:
