@@ -35,7 +35,13 @@ def _tiny_bindings(path):
     return []
 
 
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
+def _marked(path):
+    """The deep ResNets (50/101/152, 8-60 s each on 2 cores) are slow tests; their ResNet-18 rows stay in the fast suite."""
+    deep = any(f"resnet{depth}" in os.path.basename(path) for depth in (50, 101, 152))
+    return pytest.param(path, marks=pytest.mark.slow) if deep else path
+
+
+@pytest.mark.parametrize("path", [_marked(p) for p in EXPERIMENTS], ids=os.path.basename)
 def test_experiment_parses_and_builds(path):
     gin.clear_config()
     for root in config_paths.gin_roots():

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 import gin
@@ -13,6 +14,7 @@ from tests import strategies
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow  # 60-100 s on 2 cores; tests/test_train.py covers train-and-resume through the entry point.
 def test_rgc_median_experiment_trains_and_resumes(tmp_path):
     gin.clear_config()
     for root in config_paths.gin_roots():
