@@ -11,8 +11,6 @@ same command resumes from the last checkpoint in --workdir. Command-line knobs a
 """
 
 import os
-import re
-import sys
 import time
 import traceback
 
@@ -25,7 +23,7 @@ from absl import (
 )
 
 import gin
-from goaldriven import config_paths, distribute
+from goaldriven import cli_config, distribute
 from goaldriven.tasks import loop
 
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable; later ones override).")
@@ -42,49 +40,11 @@ _MODE = flags.DEFINE_enum(
 
 
 def _fail(message: str) -> None:
-    print(f"goaldriven-train: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    cli_config.fail("goaldriven-train", message)
 
 
 def _parse_gin() -> list[str]:
-    if not _GIN_FILE.value:
-        _fail(
-            "no --gin_file given; pass an experiment, e.g. --gin_file=gin/experiments/path_integration__quick.gin. "
-            f"Available experiments: {', '.join(config_paths.list_experiments()) or 'none found'}."
-        )
-    try:
-        files = [config_paths.resolve_gin_file(name) for name in _GIN_FILE.value]
-    except FileNotFoundError as e:
-        _fail(str(e))
-    for root in config_paths.gin_roots():
-        gin.add_config_file_search_path(str(root))
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.FATAL)  # gin logs an ERROR for every include it then finds on a search path.
-    try:
-        gin.parse_config_files_and_bindings(files, _GIN_BINDINGS.value)
-    except Exception as e:  # pylint: disable=broad-except  Any parse error is a config error; report it in one line.
-        detail = " ".join(str(e).split())
-        _fail(
-            f"gin config error: {detail}. Fix the named binding in --gin_bindings or the gin file "
-            "(command-line knobs are macros such as 'TRAIN_STEPS = 10')."
-        )
-    finally:
-        logging.set_verbosity(verbosity)
-    _check_macro_bindings(_GIN_BINDINGS.value)
-    return files
-
-
-def _check_macro_bindings(bindings: list[str]) -> None:
-    """A command-line macro that no config reads is almost always a typo: refuse it rather than ignore it."""
-    config = gin.config_str()
-    known = sorted(set(re.findall(r"%([A-Z][A-Z0-9_]*)", config)))
-    for binding in bindings:
-        match = re.match(r"\s*([A-Z][A-Z0-9_]*)\s*=", binding)
-        if match and match.group(1) not in known:  # whole names: TRAIN must not pass because %TRAIN_STEPS exists
-            _fail(
-                f"--gin_bindings sets macro {match.group(1)}, which no config uses; macros these configs read: "
-                f"{', '.join(known)}."
-            )
+    return cli_config.parse_gin("goaldriven-train", _GIN_FILE.value, _GIN_BINDINGS.value)
 
 
 def _config_writer(workdir: str, is_chief: bool):
