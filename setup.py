@@ -31,6 +31,7 @@ setuptools.setup(
         "scipy>=1.13",
         "scikit-learn>=1.4",  # the embedded digits data (tasks/digits.py); neural-fit mappings
         "matplotlib>=3.8",
+        "h5py>=3.10",  # neural data and streamed features (goaldriven/neural_fits/; never pickle)
         "tensorboard>=2.20,<2.22",
     ],
     extras_require={
@@ -45,6 +46,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "goaldriven-train=goaldriven.train:run_main",
+            "goaldriven-fit=goaldriven.fit_neural:run_main",
         ],
     },
 )

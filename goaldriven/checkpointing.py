@@ -96,3 +96,32 @@ def remove_scratch(directory: str) -> None:
         os.rmdir(os.path.dirname(directory))
     except OSError:
         pass  # Another worker's scratch folder is still there.
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint prefix from a prefix, a `checkpoints/` folder or a training workdir (its newest checkpoint)."""
+    for folder in (path, os.path.join(path, "checkpoints")):
+        if tf.io.gfile.isdir(folder):
+            latest = tf.train.latest_checkpoint(folder)
+            if latest:
+                return latest
+    if tf.io.gfile.exists(path + ".index"):
+        return path
+    raise FileNotFoundError(
+        f"no checkpoint at {path}: pass a training --workdir, its checkpoints/ folder or a prefix such as "
+        f"<workdir>/checkpoints/ckpt-500 (train first with goaldriven-train)."
+    )
+
+
+def restore_model(model, path: str) -> str:
+    """Restores a built model's variables (only them: no optimizer) from a training checkpoint; returns the prefix."""
+    prefix = resolve_checkpoint(path)
+    checkpoint = tf.train.Checkpoint(model_variables=model_variables(model))
+    try:
+        checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        raise ValueError(
+            f"checkpoint {prefix} does not match the model built from the gin config ({type(e).__name__}: "
+            f"{str(e)[:300]}). Pass the gin files the checkpoint was trained with."
+        ) from e
+    return prefix

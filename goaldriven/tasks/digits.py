@@ -221,6 +221,7 @@ class DigitsTask(image_classification.ImageClassificationTask):
     """Digits classification (10 classes); `dataset` defaults to `DigitsData()` (16 px)."""
 
     name = "digits"
+    pixel_mean, pixel_std = MEAN, STD
 
     def __init__(self, *, model_fn, dataset=None, eval_batch_size=150, loss_over="decoded", label_smoothing=0.0):
         super().__init__(

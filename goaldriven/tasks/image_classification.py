@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from goaldriven import checkpointing
-from goaldriven.tasks import base, image_datasets
+from goaldriven.tasks import base, image_datasets, image_preprocessing
 
 LOSS_OVER = ("decoded", "all_steps")
 
@@ -44,6 +44,10 @@ class ImageClassificationTask(base.Task):
     """
 
     name = "image_classification"
+    # Pixel normalisation of the model's input, (x - mean) / std on [0, 1] pixels (neural fits present new stimuli
+    # the same way; goaldriven/neural_fits/features.py).
+    pixel_mean = image_preprocessing.IMAGENET_MEAN
+    pixel_std = image_preprocessing.IMAGENET_STD
 
     def __init__(
         self,

@@ -1,0 +1,104 @@
+"""Files of a neural fit: per-unit CSV, summary JSON and the two figures people look at first.
+
+  units.csv                     one row per unit x layer x time: unit_id, animal, area, layer, time, noise_corrected,
+                                raw (held-out Pearson r), reliability (Spearman-Brown split-half), best_layer (0/1)
+  summary.json                  per area, layer and time: median and s.e.m. over units (raw and noise-corrected);
+                                the best layer per area; inter-animal consistency and the fraction of it reached
+  predictivity_by_layer.png     median +- s.e.m. noise-corrected score per layer, one line per area (dashed: the
+                                area's inter-animal consistency)
+  time_courses.png              (time-resolved fits) median +- s.e.m. over time at each area's best layer
+Every file is written atomically (temporary file + rename).
+"""
+
+import csv
+import os
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
+import numpy as np  # noqa: E402
+
+from goaldriven import checkpointing  # noqa: E402
+
+COLUMNS = ("unit_id", "animal", "area", "layer", "time", "noise_corrected", "raw", "reliability", "best_layer")
+
+
+def write_units_csv(rows: list[dict[str, Any]], best_layer: dict[str, str], path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "best_layer": int(best_layer.get(row["area"]) == row["layer"])})
+    os.replace(tmp, path)
+
+
+def write_summary(summary: dict[str, Any], path: str) -> None:
+    checkpointing.write_json_atomic(path, summary)
+
+
+def _save(fig, path: str) -> None:
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_by_layer(summary: dict[str, Any], path: str) -> None:
+    """Median +- s.e.m. noise-corrected score per layer (time-averaged over the fit's time points), per area."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (area, layers) in enumerate(summary["areas"].items()):
+        names = list(layers)
+        med = [np.nanmean([t["noise_corrected"]["median"] for t in layers[n].values()]) for n in names]
+        sem = [np.nanmean([t["noise_corrected"]["sem"] for t in layers[n].values()]) for n in names]
+        color = f"C{i}"
+        ax.errorbar(range(len(names)), med, yerr=sem, marker="o", capsize=3, color=color, label=area)
+        consistency = summary.get("inter_animal_consistency", {}).get(area)
+        if consistency:
+            ax.axhline(np.nanmean([c["median"] for c in consistency.values()]), color=color, linestyle="--", lw=1)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("noise-corrected predictivity (median +- s.e.m.)")
+    ax.set_title("model predictivity per layer (dashed: inter-animal consistency)")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_time_courses(summary: dict[str, Any], path: str) -> bool:
+    """Median +- s.e.m. over time at each area's best layer; False (no file) when the fit has one time point."""
+    areas = summary["areas"]
+    first = next(iter(areas.values()))
+    labels = list(next(iter(first.values())))
+    if len(labels) < 2:
+        return False
+    times = [float(label.split()[0]) for label in labels]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (area, layers) in enumerate(areas.items()):
+        layer = summary["best_layer"].get(area, next(iter(layers)))
+        stats = [layers[layer][label]["noise_corrected"] for label in labels]
+        med = np.array([s["median"] for s in stats])
+        sem = np.array([s["sem"] for s in stats])
+        ax.plot(times, med, color=f"C{i}", label=f"{area} ({layer})")
+        ax.fill_between(times, med - sem, med + sem, color=f"C{i}", alpha=0.25)
+    ax.set_xlabel("time bin start (ms after image onset)")
+    ax.set_ylabel("noise-corrected predictivity")
+    ax.set_title("time courses at each area's best layer")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    return True
+
+
+def write_all(result, workdir: str) -> list[str]:
+    """Writes the CSV, JSON and PNGs of a FitResult into `workdir`; returns the paths written."""
+    os.makedirs(workdir, exist_ok=True)
+    paths = [os.path.join(workdir, name) for name in ("units.csv", "summary.json", "predictivity_by_layer.png")]
+    write_units_csv(result.rows, result.summary["best_layer"], paths[0])
+    write_summary(result.summary, paths[1])
+    plot_by_layer(result.summary, paths[2])
+    courses = os.path.join(workdir, "time_courses.png")
+    if plot_time_courses(result.summary, courses):
+        paths.append(courses)
+    return paths

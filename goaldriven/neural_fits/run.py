@@ -1,0 +1,338 @@
+"""From model features and recordings to per-unit noise-corrected scores, per layer, area and time.
+
+References: thesis Sections 2.5.6-2.5.7 (fits to V4/IT, eq. 2.12-2.17), 3.6.2 (model predictivity and inter-animal
+consistency, eq. 3.4), 5.9.5 (PLS-25 on 70-170 ms). Three temporal modes:
+  window   responses averaged over one window (default 70-170 ms, spec ch5 7.7); features averaged over the model
+           steps inside it (a feedforward model's single step). One mapping per layer and area.
+  varying  one mapping per neural time bin, from the features of the model step that covers the bin (Fig. 2.12a).
+  fixed    one mapping shared by the chosen bins (eq. 2.13), e.g. the factored readout over t = 6..25.
+Noise correction:
+  split_half  the chapter 3 estimator (eq. 3.4 / A2.6): mappings fit to each half of the trials, bootstrapped,
+              Spearman-Brown on both denominator terms (`spearman_brown=False`: the chapter 2 form, eq. 2.17).
+  reliability the chapter 2 form (eq. 2.15): held-out Pearson r of a mapping fit to trial averages, divided by the
+              square root of the unit's Spearman-Brown split-half reliability. One fit per split (the only
+              affordable choice for the trained factored readout).
+Layer selection per area: the layer of maximal median noise-corrected score (ch3 A2.6; ties: the earliest layer).
+Inter-animal consistency (window and varying modes): pooled source by default (ch3 A2.4), with the same mapping.
+"""
+
+# n: stimuli, p: features, u: units, t: time bins, r: trials
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from goaldriven.neural_fits import consistency, mappers, metrics
+from goaldriven.neural_fits.data import NeuralData
+from goaldriven.neural_fits.features import FeatureStore
+
+TEMPORAL_MODES = ("window", "varying", "fixed")
+NOISE_CORRECTIONS = ("split_half", "reliability")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """What to fit and how it is scored (the options of `goaldriven-fit`)."""
+
+    mapping: str = "pls"
+    mapping_kwargs: dict = dataclasses.field(default_factory=dict)
+    temporal: str = "window"
+    window_ms: tuple[float, float] = (70.0, 170.0)
+    bins_ms: tuple[float, float] | None = None  # varying/fixed: the bins whose start lies in [a, b); None: all
+    train_fraction: float = 0.75
+    n_splits: int = 10
+    n_boot: int = 100
+    noise_correction: str = "split_half"
+    spearman_brown: bool = True
+    layers: tuple[str, ...] | None = None
+    areas: tuple[str, ...] | None = None
+    inter_animal: bool = True
+    inter_animal_mode: str = "pooled"
+    stratify: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.temporal not in TEMPORAL_MODES:
+            raise ValueError(f"temporal must be one of {TEMPORAL_MODES}. Received: {self.temporal!r}")
+        if self.noise_correction not in NOISE_CORRECTIONS:
+            raise ValueError(
+                f"noise_correction must be one of {NOISE_CORRECTIONS}. Received: {self.noise_correction!r}"
+            )
+        if self.mapping not in mappers.MAPPERS:
+            raise ValueError(f"unknown mapping {self.mapping!r}; choose one of {sorted(mappers.MAPPERS)}.")
+        if self.temporal == "fixed" and self.noise_correction == "split_half":
+            raise ValueError("temporal='fixed' scores with noise_correction='reliability' (one fit per split).")
+        if self.mapping == "factored" and self.noise_correction == "split_half":
+            raise ValueError(
+                "the factored readout is trained by gradient descent; bootstrapped split-half fits would train it "
+                "2 x n_boot x n_splits times. Use noise_correction='reliability' (thesis eq. 2.15)."
+            )
+        if not 0 < self.train_fraction < 1 or self.n_splits < 1 or self.n_boot < 1:
+            raise ValueError(
+                f"need 0 < train_fraction < 1, n_splits >= 1, n_boot >= 1. Received: {self.train_fraction}, "
+                f"{self.n_splits}, {self.n_boot}"
+            )
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Per-unit rows (one per unit x layer x time) and the per-area summary."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def _mapper_factory(config: FitConfig) -> Callable[[], Any]:
+    return lambda: mappers.make_mapper(config.mapping, **config.mapping_kwargs)
+
+
+def _check_alignment(store: FeatureStore, data: NeuralData) -> None:
+    if len(store.stimulus_ids) != len(data.stimulus_ids) or np.any(store.stimulus_ids != data.stimulus_ids):
+        raise ValueError(
+            f"the features cover {len(store.stimulus_ids)} stimuli and the recordings {len(data.stimulus_ids)}, or "
+            "their ids differ in order; extract the features from the recordings' own stimuli "
+            "(goaldriven-fit does this when the data file holds the stimuli)."
+        )
+
+
+def _bins(data: NeuralData, config: FitConfig) -> list[int]:
+    starts = data.time_bins_ms[:, 0]
+    if config.bins_ms is None:
+        return list(range(len(starts)))
+    chosen = [i for i, s in enumerate(starts) if config.bins_ms[0] <= s < config.bins_ms[1]]
+    if not chosen:
+        raise ValueError(f"no time bin starts in {config.bins_ms} ms; the data's bins start at {starts.tolist()}.")
+    return chosen
+
+
+def fit_recordings(
+    store: FeatureStore, data: NeuralData, config: FitConfig, log: Callable[[str], None] = print
+) -> FitResult:
+    """Scores every (layer, area) pair of `store` and `data` under `config`; see the module docstring."""
+    _check_alignment(store, data)
+    layers = list(config.layers or store.layers)
+    unknown = [name for name in layers if name not in store.layers]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; the features hold {list(store.layers)}.")
+    areas = list(config.areas or data.areas())
+    missing = [a for a in areas if a not in data.areas()]
+    if missing:
+        raise ValueError(f"no units in areas {missing}; the data has areas {data.areas()}.")
+    if data.num_trials < 2:
+        raise ValueError(
+            "noise-corrected scores need trial-resolved responses (>= 2 trials); this file holds trial averages only."
+        )
+    groups = data.stimulus_labels if config.stratify and data.stimulus_labels is not None else None
+    splits = metrics.stimulus_splits(
+        len(data.stimulus_ids), config.train_fraction, config.n_splits, config.seed, groups
+    )
+    times = _time_points(data, config)
+    rows: list[dict[str, Any]] = []
+    began, total, done = time.time(), len(layers) * len(areas) * len(times), 0
+    for layer in layers:
+        for area in areas:
+            units = np.flatnonzero(data.area == area)
+            for label, bins, steps in times:
+                trials = data.responses[:, units][:, :, bins].mean(axis=2) if config.temporal != "fixed" else None
+                if config.temporal == "fixed":
+                    values = _score_fixed(store, layer, data, units, bins, splits, config)
+                else:
+                    step_list = sorted({store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in steps})
+                    x = store.flat(layer, step_list)
+                    values = _score(x, trials, splits, config)
+                for i, unit in enumerate(units):
+                    for key_time, v in _per_time(values, i, label, data, bins, config):
+                        rows.append(
+                            dict(
+                                unit_id=str(data.unit_ids[unit]),
+                                animal=str(data.animal[unit]),
+                                area=area,
+                                layer=layer,
+                                time=key_time,
+                                **v,
+                            )
+                        )
+                done += 1
+                elapsed = time.time() - began
+                log(
+                    f"fit {done}/{total}: layer {layer}, area {area} ({len(units)} units), {label}: median "
+                    f"noise-corrected {np.nanmedian(values['noise_corrected']):.3f} "
+                    f"[{elapsed:.0f} s, ~{elapsed / done * (total - done):.0f} s left]"
+                )
+    inter_animal = _inter_animal(data, areas, times, splits, config, log) if config.inter_animal else {}
+    return FitResult(rows=rows, summary=_summarize(rows, layers, areas, inter_animal, config))
+
+
+def _time_points(data: NeuralData, config: FitConfig) -> list[tuple[str, list[int], list[int]]]:
+    """(label, neural bins averaged, bins whose model steps are used) per scored time point."""
+    if config.temporal == "window":
+        a, b = config.window_ms
+        bins = [i for i, (s, e) in enumerate(data.time_bins_ms) if s >= a and e <= b]
+        if not bins:
+            raise ValueError(f"no time bin lies inside the window {config.window_ms} ms; bins: {data.time_bins_ms}.")
+        return [(f"{a:g}-{b:g} ms", bins, bins)]
+    bins = _bins(data, config)
+    if config.temporal == "varying":
+        return [(f"{data.time_bins_ms[b, 0]:g} ms", [b], [b]) for b in bins]
+    return [("fixed", bins, bins)]
+
+
+def _score(x: np.ndarray, trials: np.ndarray, splits, config: FitConfig) -> dict[str, np.ndarray]:
+    """{noise_corrected, raw, reliability}: (u,) per unit for features x (n, p) and trials (n, u, r)."""
+    factory = _mapper_factory(config)
+    if config.noise_correction == "split_half":
+        result = consistency.model_predictivity(
+            x, trials, factory, splits, n_boot=config.n_boot, seed=config.seed, spearman_brown=config.spearman_brown
+        )
+        return {"noise_corrected": result.noise_corrected, "raw": result.raw, "reliability": result.reliability}
+    mean = trials.mean(axis=-1)  # (n, u)
+    raw = np.nanmean(
+        [metrics.pearson(factory().fit(x[tr], mean[tr]).predict(x[te]), mean[te]) for tr, te in splits],
+        axis=0,
+    )
+    reliability = metrics.split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)
+    return {"noise_corrected": metrics.noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
+
+
+class _StepView:
+    """A lazy (n, t', ...) view of a stored layer (n, t, ...) at chosen steps; slicing reads only those rows."""
+
+    def __init__(self, array, steps: Sequence[int]):
+        self.array, self.steps = array, list(steps)
+        self.shape = (array.shape[0], len(self.steps), *array.shape[2:])
+        self.dtype = np.float32
+        self.ndim = len(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, np.ndarray | list):
+            index = np.asarray(index)
+            order = np.argsort(index)
+            block = np.asarray(self.array[np.sort(index).tolist()], np.float32)[:, self.steps]
+            out = np.empty_like(block)
+            out[order] = block
+            return out
+        return np.asarray(self.array[index], np.float32)[:, self.steps]
+
+
+def _score_fixed(store, layer, data, units, bins, splits, config) -> dict[str, np.ndarray]:
+    """Temporally fixed mapping over `bins`: per-unit, per-bin raw r, reliability and noise-corrected r (u, t)."""
+    steps = [store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in bins]
+    trials = data.responses[:, units][:, :, bins]  # (n, u, t, r)
+    mean = trials.mean(axis=-1)  # (n, u, t)
+    factory = _mapper_factory(config)
+    spatial = config.mapping == "factored"
+    view = _StepView(store[layer], steps)
+    raws = []
+    for tr, te in splits:
+        if spatial:
+            mapper = factory().fit(view[tr], mean[tr])
+            pred = mapper.predict(view[te])  # (n_te, u, t)
+        else:
+            mapper = mappers.TemporallyFixed(factory)
+            x = store_flat_steps(store, layer, steps)
+            pred = mapper.fit(x[tr], mean[tr]).predict(x[te])
+        raws.append(np.stack([metrics.pearson(pred[:, :, k], mean[te][:, :, k]) for k in range(len(bins))], axis=1))
+    raw = np.nanmean(raws, axis=0)  # (u, t)
+    reliability = metrics.split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)  # (u, t)
+    return {"noise_corrected": metrics.noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
+
+
+def store_flat_steps(store: FeatureStore, layer: str, steps: Sequence[int]) -> np.ndarray:
+    """(n, t', p) float32 features of `layer` at each of `steps` (flattened per step)."""
+    return np.stack([store.flat(layer, [s]) for s in steps], axis=1)
+
+
+def _per_time(values, i, label, data, bins, config):
+    if config.temporal != "fixed":
+        yield label, {k: float(v[i]) for k, v in values.items()}
+        return
+    for k, b in enumerate(bins):
+        yield f"{data.time_bins_ms[b, 0]:g} ms", {key: float(v[i, k]) for key, v in values.items()}
+
+
+def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(area, time label): {"unit_ids": ..., "values": per-unit consistency}} from the recordings alone."""
+    out = {}
+    factory = _mapper_factory(config) if config.mapping != "factored" else (lambda: mappers.make_mapper("pls"))
+    for area in areas:
+        animals = sorted(set(data.animal[data.area == area]))
+        if len(animals) < 2:
+            log(f"inter-animal consistency: area {area} has {len(animals)} animal(s); needs >= 2, skipped")
+            continue
+        for label, bins, _ in (
+            times if config.temporal != "fixed" else [(t, [b], [b]) for t, b in _fixed_bins(data, times)]
+        ):
+            by_animal = {}
+            for animal in animals:
+                units = np.flatnonzero((data.area == area) & (data.animal == animal))
+                by_animal[animal] = data.responses[:, units][:, :, bins].mean(axis=2)
+            result = consistency.inter_animal_consistency(
+                by_animal,
+                factory,
+                splits,
+                n_boot=config.n_boot,
+                seed=config.seed,
+                mode=config.inter_animal_mode,
+                spearman_brown=config.spearman_brown,
+            )
+            out[(area, label)] = {"values": np.asarray(result.values, float)}
+            log(
+                f"inter-animal consistency ({config.inter_animal_mode}): area {area}, {label}: median "
+                f"{np.nanmedian(result.values):.3f} over {len(result.values)} units of {len(animals)} animals"
+            )
+    return out
+
+
+def _fixed_bins(data, times):
+    _, bins, _ = times[0]
+    return [(f"{data.time_bins_ms[b, 0]:g} ms", b) for b in bins]
+
+
+def _summarize(rows, layers, areas, inter_animal, config) -> dict[str, Any]:
+    """Median and s.e.m. per area, layer and time; the best layer per area; fractions of inter-animal consistency."""
+    table: dict[str, Any] = {}
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    time_labels = list(dict.fromkeys(row["time"] for row in rows))
+    for area in areas:
+        table[area] = {}
+        for layer in layers:
+            per_time = {}
+            for label in time_labels:
+                values = np.array(
+                    [
+                        r["noise_corrected"]
+                        for r in rows
+                        if r["area"] == area and r["layer"] == layer and r["time"] == label
+                    ]
+                )
+                raw = np.array(
+                    [r["raw"] for r in rows if r["area"] == area and r["layer"] == layer and r["time"] == label]
+                )
+                per_time[label] = {"noise_corrected": metrics.summarize(values), "raw": metrics.summarize(raw)}
+            table[area][layer] = per_time
+            overall = np.array([r["noise_corrected"] for r in rows if r["area"] == area and r["layer"] == layer])
+            scores.setdefault(layer, {})[area] = overall
+    best_layers, _ = metrics.select_layers(scores)
+    summary: dict[str, Any] = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+        "areas": table,
+        "best_layer": best_layers,
+        "inter_animal_consistency": {},
+    }
+    for (area, label), entry in inter_animal.items():
+        stats = metrics.summarize(entry["values"])
+        best_layer = best_layers.get(area)
+        model = table[area][best_layer][label]["noise_corrected"] if best_layer in table[area] else None
+        fraction = None
+        if model is not None and stats["median"] and np.isfinite(stats["median"]):
+            fraction = float(model["median"] / stats["median"])
+        summary["inter_animal_consistency"].setdefault(area, {})[label] = {
+            **stats,
+            "best_layer": best_layer,
+            "fraction_of_inter_animal": fraction,
+        }
+    return summary

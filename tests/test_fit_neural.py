@@ -1,0 +1,87 @@
+"""goaldriven-fit end to end on a checkpoint: simulated recordings of two layers, found again; one-line errors."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from absl import flags
+
+import gin
+from goaldriven import checkpointing, config_paths, fit_neural
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENT = os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained small_resnet8 of the digits experiment, saved as a training run would save it."""
+    workdir = str(tmp_path_factory.mktemp("train"))
+    gin.clear_config()
+    for root in config_paths.gin_roots():
+        gin.add_config_file_search_path(str(root))
+    gin.parse_config_files_and_bindings([EXPERIMENT], [])
+    try:
+        model = gin.query_parameter("loop.run.task").scoped_configurable_fn().build_model()
+        model(np.zeros((1, 16, 16, 3), np.float32), training=False)
+        checkpointing.Checkpointer(workdir, model=model).save(0)
+    finally:
+        gin.clear_config()
+    return workdir
+
+
+def _fit(*args):
+    argv = ["goaldriven-fit", f"--gin_file={EXPERIMENT}", *args]
+    try:
+        flags.FLAGS(argv)
+        fit_neural.main(argv[:1])
+    finally:
+        flags.FLAGS.unparse_flags()
+        gin.clear_config()
+
+
+def test_simulated_layers_are_found_again(checkpoint, tmp_path):
+    workdir = str(tmp_path / "fit")
+    args = (
+        f"--checkpoint={checkpoint}",
+        f"--workdir={workdir}",
+        "--simulate=early=stage1_block1,late=stage3_block1",
+        "--layers=stage1_block1,stage3_block1",
+        "--simulate_animals=2",
+        "--simulate_units=6",
+        "--simulate_noise=3",
+        "--mapping=ridge",
+        "--n_splits=2",
+        "--n_boot=6",
+        "--spearman_brown=false",
+    )
+    _fit(*args)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["best_layer"] == {"early": "stage1_block1", "late": "stage3_block1"}
+    assert set(summary["inter_animal_consistency"]) == {"early", "late"}
+    with open(os.path.join(workdir, "units.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 2 * 6 * 2  # areas x animals x units x layers
+    assert os.path.exists(os.path.join(workdir, "predictivity_by_layer.png"))
+    # Rerunning reuses the features and the simulated recordings instead of recomputing or overwriting them.
+    _fit(*args)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        assert json.load(f)["best_layer"] == summary["best_layer"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--workdir=/tmp/x",), "--checkpoint is required"),
+        (("--workdir=/tmp/x", "--checkpoint=/nonexistent"), "exactly one of --neural_data"),
+        (("--workdir=/tmp/x", "--checkpoint=/nonexistent", "--simulate=a=stem"), "no checkpoint at /nonexistent"),
+    ],
+)
+def test_bad_invocations_exit_with_one_line(args, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        _fit(*(a.replace("/tmp/x", str(tmp_path)) for a in args))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
