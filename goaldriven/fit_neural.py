@@ -46,6 +46,7 @@ _SB = flags.DEFINE_bool("spearman_brown", True, "Spearman-Brown on the denominat
 _LAYERS = flags.DEFINE_list("layers", [], "Model layers to score (default: every feature the model returns).")
 _AREAS = flags.DEFINE_list("areas", [], "Areas to score (default: all).")
 _INTER_ANIMAL = flags.DEFINE_bool("inter_animal", True, "Also estimate the inter-animal consistency per area.")
+_PER_ANIMAL = flags.DEFINE_bool("per_animal", False, "One mapping per animal and area (ch3) instead of per area.")
 _POOLING = flags.DEFINE_enum("inter_animal_mode", "pooled", ["pooled", "pairwise"], "Source animals.")
 _TIMES = flags.DEFINE_integer("times", 26, "ConvRNN presentation: time steps (10 ms each).")
 _IMAGE_ON = flags.DEFINE_integer("image_on", 10, "ConvRNN presentation: steps with the image on, then blank.")
@@ -158,6 +159,7 @@ def main(argv: list[str]) -> None:
             areas=tuple(_AREAS.value) or None,
             inter_animal=_INTER_ANIMAL.value,
             inter_animal_mode=_POOLING.value,
+            per_animal=_PER_ANIMAL.value,
             seed=_SEED.value,
         )
         result = run.fit_recordings(store, recordings, config, log=log)

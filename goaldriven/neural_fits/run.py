@@ -12,6 +12,8 @@ Noise correction:
   reliability the chapter 2 form (eq. 2.15): held-out Pearson r of a mapping fit to trial averages, divided by the
               square root of the unit's Spearman-Brown split-half reliability. One fit per split (the only
               affordable choice for the trained factored readout).
+Targets: one mapping per area (the units of all its animals, as the thesis' chapter 2 fits of the pooled V4/IT
+arrays), or with `per_animal` one per animal and area (chapter 3, eq. A2.6: "fit separately to each target animal").
 Layer selection per area: the layer of maximal median noise-corrected score (ch3 A2.6; ties: the earliest layer).
 Inter-animal consistency (window and varying modes): pooled source by default (ch3 A2.4), with the same mapping.
 """
@@ -49,6 +51,7 @@ class FitConfig:
     areas: tuple[str, ...] | None = None
     inter_animal: bool = True
     inter_animal_mode: str = "pooled"
+    per_animal: bool = False  # one mapping per animal and area (ch3 A2.6) instead of one per area
     stratify: bool = True
     seed: int = 0
 
@@ -128,19 +131,19 @@ def fit_recordings(
         len(data.stimulus_ids), config.train_fraction, config.n_splits, config.seed, groups
     )
     times = _time_points(data, config)
+    targets = _target_groups(data, areas, config.per_animal)
     rows: list[dict[str, Any]] = []
-    began, total, done = time.time(), len(layers) * len(areas) * len(times), 0
+    began, total, done = time.time(), len(layers) * len(targets) * len(times), 0
     for layer in layers:
-        for area in areas:
-            units = np.flatnonzero(data.area == area)
-            for label, bins, steps in times:
-                trials = data.responses[:, units][:, :, bins].mean(axis=2) if config.temporal != "fixed" else None
+        for label, bins, steps in times:
+            x = None
+            if config.temporal != "fixed":  # read once per layer and time, shared by every target group
+                x = store.flat(layer, sorted({store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in steps}))
+            for area, units in targets:
                 if config.temporal == "fixed":
                     values = _score_fixed(store, layer, data, units, bins, splits, config)
                 else:
-                    step_list = sorted({store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in steps})
-                    x = store.flat(layer, step_list)
-                    values = _score(x, trials, splits, config)
+                    values = _score(x, data.responses[:, units][:, :, bins].mean(axis=2), splits, config)
                 for i, unit in enumerate(units):
                     for key_time, v in _per_time(values, i, label, data, bins, config):
                         rows.append(
@@ -162,6 +165,18 @@ def fit_recordings(
                 )
     inter_animal = _inter_animal(data, areas, times, splits, config, log) if config.inter_animal else {}
     return FitResult(rows=rows, summary=_summarize(rows, layers, areas, inter_animal, config))
+
+
+def _target_groups(data: NeuralData, areas: Sequence[str], per_animal: bool) -> list[tuple[str, np.ndarray]]:
+    """(area, unit indices) fitted by one mapping: each area's units, or each animal's units of each area."""
+    groups = []
+    for area in areas:
+        in_area = data.area == area
+        if not per_animal:
+            groups.append((area, np.flatnonzero(in_area)))
+            continue
+        groups += [(area, np.flatnonzero(in_area & (data.animal == a))) for a in sorted(set(data.animal[in_area]))]
+    return groups
 
 
 def _time_points(data: NeuralData, config: FitConfig) -> list[tuple[str, list[int], list[int]]]:

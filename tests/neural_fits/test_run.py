@@ -50,6 +50,31 @@ def test_window_fit_finds_the_generating_layers_and_scores_them_near_one(simulat
     assert len(result.rows) == data.num_units * 2
 
 
+def test_per_animal_mappings_equal_per_area_ones_for_ridge(simulated):
+    """Ridge fits every target unit on its own, so grouping the targets by animal cannot change any score; PLS
+    shares its components among the targets of one fit, so there the grouping shows."""
+    data, store = simulated
+
+    def scores(mapping, per_animal, **kwargs):
+        config = run.FitConfig(
+            mapping=mapping,
+            mapping_kwargs=kwargs,
+            n_splits=2,
+            n_boot=4,
+            layers=("layer2",),
+            inter_animal=False,
+            per_animal=per_animal,
+        )
+        rows = run.fit_recordings(store, data, config, log=_quiet).rows
+        return {(r["unit_id"], r["time"]): r["noise_corrected"] for r in rows}
+
+    pooled, split = scores("ridge", False), scores("ridge", True)
+    assert pooled.keys() == split.keys() and len(pooled) == data.num_units
+    np.testing.assert_allclose([split[k] for k in pooled], list(pooled.values()), rtol=1e-9)
+    pooled, split = scores("pls", False, n_components=2), scores("pls", True, n_components=2)
+    assert not np.allclose([split[k] for k in pooled], list(pooled.values()), rtol=1e-3)
+
+
 def test_reliability_correction_and_inter_animal_consistency(simulated):
     data, store = simulated
     config = run.FitConfig(
