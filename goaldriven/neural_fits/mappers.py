@@ -73,6 +73,19 @@ def check_xy(x, y, min_samples: int = 2) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def check_ys(ys_train, n: int) -> list[np.ndarray]:
+    """The validated list of (n, u_i) target arrays of fit_predict_many."""
+    if isinstance(ys_train, np.ndarray) or not isinstance(ys_train, list | tuple):
+        raise TypeError(f"ys_train must be a list of (n, u) arrays. Received {type(ys_train).__name__}")
+    if not ys_train:
+        raise ValueError("ys_train is empty; pass at least one (n, u) target array.")
+    ys = [check_x(y, "y") for y in ys_train]
+    for y in ys:
+        if y.shape[0] != n:
+            raise ValueError(f"every y must have x_train's {n} stimuli (rows). Received y {y.shape}")
+    return ys
+
+
 class Mapper:
     """Base class: validation, the fitted check and the default fit_predict_many (a loop over fit/predict).
 
@@ -103,15 +116,8 @@ class Mapper:
 
         This does not leave a fitted mapping behind (predict still needs fit).
         """
-        if isinstance(ys_train, np.ndarray) or not isinstance(ys_train, list | tuple):
-            raise TypeError(f"ys_train must be a list of (n, u) arrays. Received {type(ys_train).__name__}")
-        if not ys_train:
-            raise ValueError("ys_train is empty; pass at least one (n, u) target array.")
         x_train, x_test = check_x(x_train, "x_train"), check_x(x_test, "x_test")
-        ys = [check_x(y, "y") for y in ys_train]
-        for y in ys:
-            if y.shape[0] != x_train.shape[0]:
-                raise ValueError(f"every y must have x_train's {x_train.shape[0]} stimuli (rows). Received y {y.shape}")
+        ys = check_ys(ys_train, x_train.shape[0])
         if x_train.shape[0] < self.min_samples:
             raise ValueError(f"need at least {self.min_samples} training stimuli. Received x_train {x_train.shape}")
         if x_test.shape[1] != x_train.shape[1]:
@@ -228,6 +234,17 @@ class Ridge(Mapper):
     def _predict(self, x):
         return centred_dot(x, np.zeros(x.shape[1]), self.coef_, self.block) + self.intercept_
 
+    def fit_predict_many(self, x_train, ys_train, x_test) -> list[np.ndarray]:
+        """As Mapper.fit_predict_many; x_train / x_test may also be GramRows of one GramFeatures (Gram reused)."""
+        if not isinstance(x_train, GramRows):
+            return super().fit_predict_many(x_train, ys_train, x_test)
+        kernel, cross = x_train.split(x_test)
+        ys = check_ys(ys_train, kernel.shape[0])
+        y = np.concatenate(ys, axis=1)
+        kernel[np.diag_indices(kernel.shape[0])] += self.alpha
+        preds = cross @ _solve_psd(kernel, y - y.mean(axis=0)) + y.mean(axis=0)
+        return np.split(preds, np.cumsum([y.shape[1] for y in ys])[:-1], axis=1)
+
     def _fit_predict_many(self, x_train, ys, x_test):
         # independent per unit, so all targets are one multi-column solve with one factorisation
         preds = self._solve(x_train, np.concatenate(ys, axis=1), x_test)
@@ -283,6 +300,63 @@ class OneToOne(Mapper):
     def _fit_predict_many(self, x_train, ys, x_test):
         self._fit(x_train, np.concatenate(ys, axis=1))  # per-unit choice: targets are independent columns
         return np.split(self._predict(x_test), np.cumsum([y.shape[1] for y in ys])[:-1], axis=1)
+
+
+class GramCache:
+    """The Gram matrix of all stimuli, computed once; centred train / test-train Grams of any split from it.
+
+    x (N, p), float32 or float64, is centred on its global mean (which makes the float64 accumulation better
+    conditioned; train centring is shift-invariant) and multiplied in blocks of `block` columns.
+    """
+
+    def __init__(self, x, block: int = DEFAULT_BLOCK):
+        x = check_x(x)
+        self.gram, _, _ = centred_grams(x, None, block)  # (N, N)
+        self.n, self.n_features = x.shape
+
+    def split(self, train, test) -> tuple[np.ndarray, np.ndarray]:
+        """(K (n, n), K* (m, n)): Grams centred on the mean of the `train` rows (see module doc)."""
+        train, test = np.asarray(train), np.asarray(test)
+        g_tt = self.gram[np.ix_(train, train)]
+        g_et = self.gram[np.ix_(test, train)]
+        r = g_tt.mean(axis=1)
+        g = r.mean()
+        g_tt -= r[:, None] + r[None, :] - g
+        g_et -= g_et.mean(axis=1)[:, None] + r[None, :] - g
+        return g_tt, g_et
+
+
+class GramRows:
+    """Rows `index` of features held as a GramCache: stands for x[index] in a kernel mapper's fit_predict_many."""
+
+    def __init__(self, cache: "GramCache", index):
+        self.cache, self.index = cache, np.asarray(index)
+        self.shape = (len(self.index), cache.n_features)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def split(self, test: "GramRows") -> tuple[np.ndarray, np.ndarray]:
+        """(K (n, n), K* (m, n)) centred on these (training) rows' mean; `test` must index the same features."""
+        if not isinstance(test, GramRows) or test.cache is not self.cache:
+            raise TypeError("x_test must be GramRows of the same GramFeatures as x_train (index both from it).")
+        return self.cache.split(self.index, test.index)
+
+
+class GramFeatures:
+    """Features (N, p) stood for by their N x N Gram, computed once: `features[idx]` gives GramRows that PLS and
+    ridge turn into each split's centred Grams without reading the features again (all splits, bootstrap halves
+    and target groups share one Gram product)."""
+
+    def __init__(self, x, block: int = DEFAULT_BLOCK):
+        self.cache = GramCache(x, block)
+        self.shape = (self.cache.n, self.cache.n_features)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> GramRows:
+        return GramRows(self.cache, np.arange(self.shape[0])[index])
 
 
 # names moved out of this file (import cycle: they need Mapper / make_mapper), resolved on first use

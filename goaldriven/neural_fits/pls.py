@@ -38,7 +38,17 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from goaldriven.neural_fits.mappers import DEFAULT_BLOCK, Mapper, centred_dot, centred_grams, centred_t_dot, check_x
+from goaldriven.neural_fits.mappers import (
+    DEFAULT_BLOCK,
+    GramCache,
+    GramRows,
+    Mapper,
+    centred_dot,
+    centred_grams,
+    centred_t_dot,
+    check_x,
+    check_ys,
+)
 
 RANK_RTOL = 1e-10
 _DRIFT_RTOL = 1e-9
@@ -188,6 +198,16 @@ class PLSRegression(Mapper):
     def _predict(self, x):
         return centred_dot(x, self.x_mean_, self.coef_, self.block) + self.y_mean_
 
+    def fit_predict_many(self, x_train, ys_train, x_test) -> list[np.ndarray]:
+        """As Mapper.fit_predict_many; x_train / x_test may also be GramRows of one GramFeatures (Gram reused)."""
+        if not isinstance(x_train, GramRows):
+            return super().fit_predict_many(x_train, ys_train, x_test)
+        kernel, cross = x_train.split(x_test)
+        ys = check_ys(ys_train, kernel.shape[0])
+        _check_components(self.n_components, *x_train.shape)
+        trace = np.trace(kernel)
+        return [cross @ dual + y_mean for dual, y_mean in (self._run(_explicit(kernel), trace, y) for y in ys)]
+
     def _fit_predict_many(self, x_train, ys, x_test):
         _check_components(self.n_components, *x_train.shape)
         kmul, trace, cross, _ = self._kernels(x_train, x_test)  # shared by all targets
@@ -196,30 +216,6 @@ class PLSRegression(Mapper):
             dual, y_mean = self._run(kmul, trace, y)
             preds.append(cross(dual) + y_mean)
         return preds
-
-
-class GramCache:
-    """The Gram matrix of all stimuli, computed once; centred train / test-train Grams of any split from it.
-
-    x (N, p), float32 or float64, is centred on its global mean (which makes the float64 accumulation better
-    conditioned; train centring is shift-invariant) and multiplied in blocks of `block` columns.
-    """
-
-    def __init__(self, x, block: int = DEFAULT_BLOCK):
-        x = check_x(x)
-        self.gram, _, _ = centred_grams(x, None, block)  # (N, N)
-        self.n, self.n_features = x.shape
-
-    def split(self, train, test) -> tuple[np.ndarray, np.ndarray]:
-        """(K (n, n), K* (m, n)): Grams centred on the mean of the `train` rows (see module doc)."""
-        train, test = np.asarray(train), np.asarray(test)
-        g_tt = self.gram[np.ix_(train, train)]
-        g_et = self.gram[np.ix_(test, train)]
-        r = g_tt.mean(axis=1)
-        g = r.mean()
-        g_tt -= r[:, None] + r[None, :] - g
-        g_et -= g_et.mean(axis=1)[:, None] + r[None, :] - g
-        return g_tt, g_et
 
 
 def pls_splits(

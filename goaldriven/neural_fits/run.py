@@ -30,6 +30,7 @@ from goaldriven.neural_fits.data import NeuralData
 from goaldriven.neural_fits.features import FeatureStore
 
 TEMPORAL_MODES = ("window", "varying", "fixed")
+KERNEL_MAPPINGS = ("pls", "ridge")  # mappings that can reuse one Gram of all stimuli (mappers.GramFeatures)
 NOISE_CORRECTIONS = ("split_half", "reliability")
 
 
@@ -139,6 +140,8 @@ def fit_recordings(
             x = None
             if config.temporal != "fixed":  # read once per layer and time, shared by every target group
                 x = store.flat(layer, sorted({store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in steps}))
+                if config.mapping in KERNEL_MAPPINGS and x.shape[1] > x.shape[0]:
+                    x = mappers.GramFeatures(x)  # one Gram for every split, bootstrap half and target group
             for area, units in targets:
                 if config.temporal == "fixed":
                     values = _score_fixed(store, layer, data, units, bins, splits, config)
@@ -203,7 +206,7 @@ def _score(x: np.ndarray, trials: np.ndarray, splits, config: FitConfig) -> dict
         return {"noise_corrected": result.noise_corrected, "raw": result.raw, "reliability": result.reliability}
     mean = trials.mean(axis=-1)  # (n, u)
     raw = np.nanmean(
-        [metrics.pearson(factory().fit(x[tr], mean[tr]).predict(x[te]), mean[te]) for tr, te in splits],
+        [metrics.pearson(factory().fit_predict_many(x[tr], [mean[tr]], x[te])[0], mean[te]) for tr, te in splits],
         axis=0,
     )
     reliability = metrics.split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)

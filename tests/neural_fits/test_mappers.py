@@ -266,3 +266,18 @@ def test_inputs_not_modified():
     mappers.ElasticNetCV(grid="short", alphas=[0.1, 1.0]).fit(x, y).predict(x_test)
     for a, b in zip((x, y, x_test), copies):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name, kwargs", [("pls", {"n_components": 3}), ("ridge", {"alpha": 2.0})])
+def test_gram_features_give_the_predictions_of_the_features_themselves(name, kwargs):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((30, 80)).astype(np.float32)
+    ys = [rng.standard_normal((30, 4)), rng.standard_normal((30, 2))]
+    train, test = np.arange(22), np.arange(22, 30)
+    gram = mappers.GramFeatures(x)
+    expected = mappers.make_mapper(name, **kwargs).fit_predict_many(x[train], [y[train] for y in ys], x[test])
+    got = mappers.make_mapper(name, **kwargs).fit_predict_many(gram[train], [y[train] for y in ys], gram[test])
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-8, atol=1e-10)
+    with pytest.raises(TypeError, match="same GramFeatures"):
+        mappers.make_mapper(name, **kwargs).fit_predict_many(gram[train], [ys[0][train]], mappers.GramFeatures(x)[test])
