@@ -243,16 +243,12 @@ def _score_fixed(store, layer, data, units, bins, splits, config) -> dict[str, n
     mean = trials.mean(axis=-1)  # (n, u, t)
     factory = _mapper_factory(config)
     spatial = config.mapping == "factored"
-    view = _StepView(store[layer], steps)
+    # The factored readout reads (n, t', h, w, c) maps batch by batch; the others take flattened (n, t', p) features.
+    x = _StepView(store[layer], steps) if spatial else store_flat_steps(store, layer, steps)
     raws = []
     for tr, te in splits:
-        if spatial:
-            mapper = factory().fit(view[tr], mean[tr])
-            pred = mapper.predict(view[te])  # (n_te, u, t)
-        else:
-            mapper = mappers.TemporallyFixed(factory)
-            x = store_flat_steps(store, layer, steps)
-            pred = mapper.fit(x[tr], mean[tr]).predict(x[te])
+        mapper = factory() if spatial else mappers.TemporallyFixed(factory)
+        pred = mapper.fit(x[tr], mean[tr]).predict(x[te])  # (n_te, u, t)
         raws.append(np.stack([metrics.pearson(pred[:, :, k], mean[te][:, :, k]) for k in range(len(bins))], axis=1))
     raw = np.nanmean(raws, axis=0)  # (u, t)
     reliability = metrics.split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)  # (u, t)
