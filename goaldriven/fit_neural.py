@@ -87,7 +87,14 @@ def _build(strategy, log):
         task = gin.query_parameter("loop.run.task").scoped_configurable_fn()
     except (ValueError, KeyError):
         cli_config.fail(PROG, "the gin files configure no loop.run.task; pass the experiment the checkpoint came from.")
-    image_size = int(gin.query_parameter("%IMAGE_SIZE"))
+    try:
+        image_size = int(gin.query_parameter("%IMAGE_SIZE"))
+    except ValueError:
+        cli_config.fail(
+            PROG,
+            "the config has no IMAGE_SIZE: goaldriven-fit scores image models on stimuli. Path integrators are compared "
+            "with recordings through their rate maps (goaldriven.neural_fits.ratemaps, mappers), not this command.",
+        )
     transform = features.StimulusTransform(
         image_size, getattr(task, "pixel_mean", features.StimulusTransform.mean), getattr(task, "pixel_std", 1.0)
     )

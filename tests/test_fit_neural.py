@@ -85,3 +85,21 @@ def test_bad_invocations_exit_with_one_line(args, message, capsys, tmp_path):
         _fit(*(a.replace("/tmp/x", str(tmp_path)) for a in args))
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_config_without_images_is_refused(capsys, tmp_path):
+    argv = [
+        "goaldriven-fit",
+        f"--gin_file={os.path.join(REPO, 'gin', 'experiments', 'path_integration__quick.gin')}",
+        f"--workdir={tmp_path}",
+        f"--checkpoint={tmp_path}",
+        "--simulate=a=b",
+    ]
+    try:
+        flags.FLAGS(argv)
+        with pytest.raises(SystemExit):
+            fit_neural.main(argv[:1])
+    finally:
+        flags.FLAGS.unparse_flags()
+        gin.clear_config()
+    assert "no IMAGE_SIZE" in capsys.readouterr().err
