@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from goaldriven.neural_fits import mappers
 from goaldriven.tasks import image_preprocessing, inference
 
 FORMAT_VERSION = 1
@@ -161,19 +162,49 @@ class FeatureStore:
             )
         return step
 
-    def flat(self, layer: str, steps: Sequence[int] | None = None, chunk: int = 256) -> np.ndarray:
+    def flat(self, layer: str, steps: Sequence[int] | None = None, chunk_bytes: int = 2**28) -> np.ndarray:
         """(n, p) float32: the layer's features averaged over `steps` (all stored steps if None), read in chunks."""
-        data = self[layer]
-        n, t = int(data.shape[0]), int(data.shape[1])
-        steps = list(range(t)) if steps is None or t == 1 else list(steps)
-        if any(not 0 <= s < t for s in steps):
-            raise ValueError(f"steps {steps} out of range for {layer!r} with {t} stored steps.")
-        p = int(np.prod(data.shape[2:]))
+        n, p = int(self[layer].shape[0]), int(np.prod(self[layer].shape[2:]))
+        rows = max(1, chunk_bytes // (8 * p * len(self._steps(layer, steps))))
         out = np.empty((n, p), np.float32)
-        for i in range(0, n, chunk):
-            block = np.asarray(data[i : i + chunk], dtype=np.float32)  # (b, t, ...)
-            out[i : i + chunk] = block[:, steps].mean(axis=1).reshape(len(block), p)
+        for i in range(0, n, rows):
+            out[i : i + rows] = self.flat_rows(layer, steps, i, i + rows)
         return out
+
+    def _steps(self, layer: str, steps: Sequence[int] | None) -> list[int]:
+        t = self.num_steps(layer)
+        if t == 1:
+            return [0]  # feedforward features stand for every step
+        chosen = list(range(t)) if steps is None else sorted(set(int(s) for s in steps))
+        if not chosen or any(not 0 <= s < t for s in chosen):
+            raise ValueError(f"steps {steps} out of range for {layer!r} with {t} stored steps.")
+        return chosen
+
+    def gram_features(self, layer: str, steps: Sequence[int] | None = None, max_bytes: int = 2**31):
+        """mappers.GramFeatures of `flat(layer, steps)` without holding it: row blocks of at most `max_bytes` each.
+
+        One pass for the column means, then the N x N Gram of the centred rows block pair by block pair (k blocks:
+        k (k + 1) / 2 block reads), so memory stays at two blocks whatever the layer's size.
+        """
+        n, p = int(self[layer].shape[0]), int(np.prod(self[layer].shape[2:]))
+        rows = max(1, int(max_bytes) // (8 * p * len(self._steps(layer, steps))))
+        starts = list(range(0, n, rows))
+        mean = sum(self.flat_rows(layer, steps, i, i + rows).sum(axis=0, dtype=np.float64) for i in starts) / n
+        gram = np.empty((n, n))
+        for a, i in enumerate(starts):
+            block_i = self.flat_rows(layer, steps, i, i + rows) - mean
+            for j in starts[a:]:
+                block_j = block_i if j == i else self.flat_rows(layer, steps, j, j + rows) - mean
+                gram[i : i + rows, j : j + rows] = block_i @ block_j.T
+                gram[j : j + rows, i : i + rows] = gram[i : i + rows, j : j + rows].T
+        return mappers.GramFeatures(gram=gram, n_features=p)
+
+    def flat_rows(self, layer: str, steps: Sequence[int] | None, start: int, stop: int) -> np.ndarray:
+        """(rows, p) float64: rows start..stop of `flat(layer, steps)`, reading only those steps."""
+        steps = self._steps(layer, steps)
+        data = self[layer]
+        block = np.asarray(data[start:stop, steps] if len(steps) < data.shape[1] else data[start:stop])  # (b, s, ...)
+        return block.mean(axis=1, dtype=np.float64).reshape(len(block), -1)
 
     def close(self) -> None:
         if self._file is not None:

@@ -309,7 +309,10 @@ class GramCache:
     conditioned; train centring is shift-invariant) and multiplied in blocks of `block` columns.
     """
 
-    def __init__(self, x, block: int = DEFAULT_BLOCK):
+    def __init__(self, x=None, block: int = DEFAULT_BLOCK, *, gram=None, n_features: int | None = None):
+        if gram is not None:  # a Gram computed elsewhere (e.g. streamed from disk: FeatureStore.gram_features)
+            self.gram, self.n, self.n_features = np.asarray(gram, np.float64), len(gram), int(n_features)
+            return
         x = check_x(x)
         self.gram, _, _ = centred_grams(x, None, block)  # (N, N)
         self.n, self.n_features = x.shape
@@ -348,8 +351,8 @@ class GramFeatures:
     ridge turn into each split's centred Grams without reading the features again (all splits, bootstrap halves
     and target groups share one Gram product)."""
 
-    def __init__(self, x, block: int = DEFAULT_BLOCK):
-        self.cache = GramCache(x, block)
+    def __init__(self, x=None, block: int = DEFAULT_BLOCK, *, gram=None, n_features: int | None = None):
+        self.cache = GramCache(x, block, gram=gram, n_features=n_features)
         self.shape = (self.cache.n, self.cache.n_features)
 
     def __len__(self) -> int:

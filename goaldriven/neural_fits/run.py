@@ -53,6 +53,7 @@ class FitConfig:
     inter_animal: bool = True
     inter_animal_mode: str = "pooled"
     per_animal: bool = False  # one mapping per animal and area (ch3 A2.6) instead of one per area
+    max_feature_bytes: int = 4 * 2**30  # larger layers reach PLS / ridge as a Gram streamed from the feature file
     stratify: bool = True
     seed: int = 0
 
@@ -139,9 +140,9 @@ def fit_recordings(
         for label, bins, steps in times:
             x = None
             if config.temporal != "fixed":  # read once per layer and time, shared by every target group
-                x = store.flat(layer, sorted({store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in steps}))
-                if config.mapping in KERNEL_MAPPINGS and x.shape[1] > x.shape[0]:
-                    x = mappers.GramFeatures(x)  # one Gram for every split, bootstrap half and target group
+                x = _features(
+                    store, layer, sorted({store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in steps}), config
+                )
             for area, units in targets:
                 if config.temporal == "fixed":
                     values = _score_fixed(store, layer, data, units, bins, splits, config)
@@ -168,6 +169,18 @@ def fit_recordings(
                 )
     inter_animal = _inter_animal(data, areas, times, splits, config, log) if config.inter_animal else {}
     return FitResult(rows=rows, summary=_summarize(rows, layers, areas, inter_animal, config))
+
+
+def _features(store: FeatureStore, layer: str, steps: list[int], config: FitConfig):
+    """The layer's (n, p) features at `steps`; for PLS / ridge with p > n their Gram (mappers.GramFeatures), shared
+    by every split, bootstrap half and target group, streamed from the store when the features exceed
+    `config.max_feature_bytes` (float32)."""
+    n, p = int(store[layer].shape[0]), int(np.prod(store[layer].shape[2:]))
+    if config.mapping not in KERNEL_MAPPINGS or p <= n:
+        return store.flat(layer, steps)
+    if 4 * n * p > config.max_feature_bytes:
+        return store.gram_features(layer, steps, max_bytes=config.max_feature_bytes // 2)
+    return mappers.GramFeatures(store.flat(layer, steps))
 
 
 def _target_groups(data: NeuralData, areas: Sequence[str], per_animal: bool) -> list[tuple[str, np.ndarray]]:

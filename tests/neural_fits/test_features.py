@@ -135,3 +135,17 @@ def test_streamed_features_resume_after_an_interruption(resnet, tmp_path):
     store.close()
     with pytest.raises(FileExistsError, match="never overwritten"):
         features.extract_features(resnet, x, transform=transform, out_path=path, log=_quiet)
+
+
+def test_streamed_gram_equals_the_gram_of_the_features_in_memory(tmp_path):
+    rng = np.random.default_rng(5)
+    arrays = {"conv": rng.standard_normal((13, 5, 3, 3, 4)).astype(np.float32)}  # (n, t, h, w, c)
+    store = features.FeatureStore(arrays, stimulus_ids=np.arange(13), presentation=features.Presentation())
+    steps = [1, 3, 4]
+    flat = arrays["conv"][:, steps].mean(axis=1).reshape(13, -1)
+    np.testing.assert_allclose(store.flat("conv", steps), flat, rtol=1e-5, atol=1e-6)
+    streamed = store.gram_features("conv", steps, max_bytes=8 * 36 * 3 * 4)  # blocks of 4 rows: 4 blocks, 10 pairs
+    flat64 = arrays["conv"][:, steps].astype(np.float64).mean(axis=1).reshape(13, -1)
+    centred = flat64 - flat64.mean(axis=0)
+    np.testing.assert_allclose(streamed.cache.gram, centred @ centred.T, rtol=1e-9, atol=1e-9)
+    assert streamed.shape == (13, 36)

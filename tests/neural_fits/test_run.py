@@ -166,3 +166,21 @@ def test_factored_readout_runs_through_the_pipeline_on_feature_maps():
     result = run.fit_recordings(store, data, config, log=_quiet)
     assert sorted({r["time"] for r in result.rows}) == ["70 ms", "80 ms", "90 ms"]
     assert min(r["raw"] for r in result.rows) > 0.8  # the readout finds the planted unit (noise: 1 / 8 trials)
+
+
+def test_layers_larger_than_the_memory_budget_reach_pls_through_a_streamed_gram():
+    rng = np.random.default_rng(4)
+    hidden = rng.standard_normal((60, 150)).astype(np.float32)  # p > n: the kernel path
+    data = synthetic.simulate_recordings(
+        {"wide": hidden}, areas={"IT": "wide"}, n_animals=2, units_per_animal=3, n_trials=6, time_profile="flat", seed=1
+    )
+    store = features.FeatureStore(
+        {"wide": hidden[:, None]}, stimulus_ids=data.stimulus_ids, presentation=features.Presentation()
+    )
+    scores = []
+    for budget in (2**30, 4 * 60 * 150 - 1):  # in memory; streamed in blocks
+        config = run.FitConfig(
+            mapping="pls", mapping_kwargs={"n_components": 3}, n_splits=2, n_boot=4, max_feature_bytes=budget
+        )
+        scores.append([r["noise_corrected"] for r in run.fit_recordings(store, data, config, log=_quiet).rows])
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-7)
