@@ -60,7 +60,8 @@ def plot_by_layer(summary: dict[str, Any], path: str) -> None:
             ax.axhline(np.nanmean([c["median"] for c in consistency.values()]), color=color, linestyle="--", lw=1)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_ylabel("noise-corrected predictivity (median +- s.e.m.)")
-    ax.set_title("model predictivity per layer (dashed: inter-animal consistency)")
+    dashed = " (dashed: inter-animal consistency)" if summary.get("inter_animal_consistency") else ""
+    ax.set_title("model predictivity per layer" + dashed)
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
     _save(fig, path)
