@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from goaldriven import checkpointing
-from goaldriven.neural_fits import pls
+from goaldriven.neural_fits import metrics, pls
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LATENT = 64
@@ -51,11 +51,6 @@ def synthetic(n: int, p: int, u: int, seed: int) -> tuple[np.ndarray, np.ndarray
         x[:, s : s + k] += 2.0 * rng.standard_normal((n, k), dtype=np.float32)
     y = z.astype(np.float64) @ rng.standard_normal((LATENT, u)) / np.sqrt(LATENT) + rng.standard_normal((n, u))
     return x, y
-
-
-def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
-    return (a * b).sum(axis=0) / np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
 
 
 def sklearn_splits(x, y, splits, n_components: int) -> list[np.ndarray]:
@@ -79,7 +74,7 @@ def run_pls(args) -> dict:
     began = time.perf_counter()
     ours = pls.pls_splits(x, y, splits, args.components, verbose=True)
     t_ours = time.perf_counter() - began
-    r_ours = np.stack([pearson_columns(p, y[te]) for p, (_, te) in zip(ours, splits)])  # (splits, u)
+    r_ours = np.stack([metrics.pearson(p, y[te]) for p, (_, te) in zip(ours, splits)])  # (splits, u)
     result = dict(
         stimuli=args.stimuli,
         features=args.features,
@@ -98,7 +93,7 @@ def run_pls(args) -> dict:
     began = time.perf_counter()
     theirs = sklearn_splits(x, y, splits[:k], args.components)
     t_sk = time.perf_counter() - began
-    r_sk = np.stack([pearson_columns(p, y[te]) for p, (_, te) in zip(theirs, splits)])
+    r_sk = np.stack([metrics.pearson(p, y[te]) for p, (_, te) in zip(theirs, splits)])
     scale = max(np.abs(p - p.mean(axis=0)).max() for p in theirs)
     result.update(
         sklearn_splits_run=k,

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven import checkpointing
+from goaldriven.neural_fits import metrics
 from goaldriven.neural_fits.factored_readout import FactoredReadout
 
 # n: stimuli, t: time bins, h/w: space, c: channels, u: units, b: batch
@@ -58,12 +59,6 @@ def _planted_response(base: np.ndarray, spatial: np.ndarray, channel: np.ndarray
         z = base[i : i + chunk].reshape(-1, c) @ channel.T  # (m*h*w, u)
         out.append(np.einsum("msu,us->mu", z.reshape(-1, h * w, z.shape[-1]), spatial.reshape(spatial.shape[0], -1)))
     return np.concatenate(out)
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson over axis 0 for every remaining index."""
-    a, b = a - a.mean(0), b - b.mean(0)
-    return np.sum(a * b, 0) / np.sqrt(np.sum(a * a, 0) * np.sum(b * b, 0))
 
 
 def _matmul_gflops(rows: int, c: int, u: int, dtype: str, jit: bool, repeats: int = 5) -> float:
@@ -125,9 +120,9 @@ def run(args) -> dict:
     start = time.perf_counter()
     pred = readout.predict(x_test)  # (n_test, u, t)
     predict_seconds = time.perf_counter() - start
-    r = _pearson(pred, y[test_rows])  # (u, t)
+    r = metrics.pearson(pred, y[test_rows])  # (u, t)
     score_seconds = time.perf_counter() - start
-    ceiling = _pearson(signal[test_rows], y[test_rows])
+    ceiling = metrics.pearson(signal[test_rows], y[test_rows])
 
     hwcu = s * s * c * u
     steps = len(train_rows) // args.batch

@@ -23,7 +23,7 @@ import numpy as np
 
 from goaldriven.neural_fits.data import NeuralData, NeuralDataError
 from goaldriven.neural_fits.data_checks import resolve_trials
-from goaldriven.neural_fits.data_io import _read_strings
+from goaldriven.neural_fits.data_io import _read_strings, open_hdf5
 
 # n: stimuli, u: units, t: time bins, r: trials, P: presentations (stimulus x repetition rows of an assembly)
 
@@ -94,13 +94,7 @@ def from_brainscore_netcdf(
         block_presentations: presentations read per block (bounds memory).
     """
     path = os.fspath(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as error:
-        raise NeuralDataError(
-            f"{path} is not an HDF5 / NetCDF4 file ({error}). Fix: convert NETCDF3 files with `nccopy -k nc4`."
-        ) from error
-    with f:
+    with open_hdf5(path, "NetCDF4 files are HDF5; convert NETCDF3 files with `nccopy -k nc4`.") as f:
         if variable is None:
             candidates = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and v.ndim >= 2]
             if len(candidates) != 1:

@@ -40,6 +40,7 @@ from goaldriven.neural_fits.data_io import (
     _resolve_path,
     _write_strings,
     _write_tree,
+    open_hdf5,
 )
 
 # n: stimuli, u: units, t: time bins, r: trials, h/w/c: stimulus image height/width/channels
@@ -272,13 +273,7 @@ def load_neural_data(path) -> NeuralData:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"neural data file {path} does not exist.")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as error:
-        raise NeuralDataError(
-            f"{path} is not a readable HDF5 file ({error}). Fix: write it with h5py / HDF5."
-        ) from error
-    with f:
+    with open_hdf5(path, "write it with h5py / HDF5 (docs/neural_data_format.md).") as f:
         version = f.attrs.get("format_version")
         if version is None:
             raise NeuralDataError(

@@ -23,6 +23,14 @@ class NeuralDataError(ValueError):
     """A neural data array or file breaks the format; the message names the field, the problem and the fix."""
 
 
+def open_hdf5(path: str, fix: str) -> h5py.File:
+    """The HDF5 file at `path` opened for reading; a NeuralDataError naming `fix` when it is not HDF5."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise NeuralDataError(f"{path} is not a readable HDF5 file ({error}). Fix: {fix}") from error
+
+
 def _as_str_array(value) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind == "U":

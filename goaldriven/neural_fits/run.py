@@ -290,9 +290,7 @@ def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, st
         if len(animals) < 2:
             log(f"inter-animal consistency: area {area} has {len(animals)} animal(s); needs >= 2, skipped")
             continue
-        for label, bins, _ in (
-            times if config.temporal != "fixed" else [(t, [b], [b]) for t, b in _fixed_bins(data, times)]
-        ):
+        for label, bins, _ in times if config.temporal != "fixed" else _per_bin(data, times[0][1]):
             by_animal = {}
             for animal in animals:
                 units = np.flatnonzero((data.area == area) & (data.animal == animal))
@@ -314,9 +312,9 @@ def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, st
     return out
 
 
-def _fixed_bins(data, times):
-    _, bins, _ = times[0]
-    return [(f"{data.time_bins_ms[b, 0]:g} ms", b) for b in bins]
+def _per_bin(data, bins):
+    """A temporally fixed fit's bins as separate time points (the animals are compared bin by bin)."""
+    return [(f"{data.time_bins_ms[b, 0]:g} ms", [b], [b]) for b in bins]
 
 
 def _summarize(rows, layers, areas, inter_animal, config) -> dict[str, Any]:
