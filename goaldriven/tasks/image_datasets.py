@@ -29,9 +29,13 @@ import functools
 from typing import Callable
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from goaldriven.tasks import image_preprocessing as preprocessing
+
+try:
+    import tensorflow_datasets as tfds
+except ImportError:  # Declared in setup.py; only ImageNet and CIFAR-10 need it, so it is reported when they run.
+    tfds = None
 
 IMAGENET = "imagenet2012"
 CIFAR10 = "cifar10"
@@ -144,7 +148,7 @@ def cifar10_dataset(
 
 def num_examples(name: str, split: str, *, data_dir: str | None = None) -> int:
     """Examples in a prepared TFDS split (read from the dataset's recorded cardinality)."""
-    return _cardinality(_read(tfds.builder(name, data_dir=data_dir), split), split)
+    return _cardinality(_read(_tfds().builder(name, data_dir=data_dir), split), split)
 
 
 class _TFDSData:
@@ -236,17 +240,28 @@ class Cifar10Data(_TFDSData):
         )
 
 
+def _tfds():
+    """The tensorflow_datasets module, or ModuleNotFoundError naming the install command."""
+    if tfds is None:
+        raise ModuleNotFoundError(
+            "ImageNet and CIFAR-10 read their data with tensorflow-datasets, which is not installed: "
+            "pip install 'tensorflow-datasets>=4.9.9' importlib_resources (or reinstall goaldriven: pip install -e .)",
+            name="tensorflow_datasets",
+        )
+    return tfds
+
+
 def _builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str | None = None):
-    builder = tfds.builder(name, data_dir=data_dir)
+    builder = _tfds().builder(name, data_dir=data_dir)
     if download:
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        builder.download_and_prepare(download_config=_tfds().download.DownloadConfig(manual_dir=manual_dir))
     return builder
 
 
 def _read(builder, split: str) -> tf.data.Dataset:
     """Undecoded {"image": encoded bytes, "label": int32} in stored order."""
     try:
-        dataset = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
+        dataset = builder.as_dataset(split=split, decoders={"image": _tfds().decode.SkipDecoding()}, shuffle_files=False)
     except AssertionError as error:  # TFDS's "could not find data" error
         fix = (
             "put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in manual_dir and set download=True once "
