@@ -14,8 +14,8 @@ import os
 import numpy as np
 import scipy.ndimage
 
-from goaldriven import checkpointing
-from goaldriven.neural_fits import spatial_scores
+from goaldriven import atomic_write
+from goaldriven.spatial import scores as spatial_scores
 
 N_BINS = 20
 
@@ -61,7 +61,7 @@ def main():
         print(
             f"min_overlap {min_overlap:3d}: " + ", ".join(f"{k} {v:.1%}" for k, v in row.items() if k != "min_overlap")
         )
-    checkpointing.write_json_atomic(args.out, result)
+    atomic_write.write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

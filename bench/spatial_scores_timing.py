@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from goaldriven import checkpointing
-from goaldriven.neural_fits import spatial_scores
-from goaldriven.neural_fits.ratemaps import RateMapAccumulator
+from goaldriven import atomic_write
+from goaldriven.spatial import scores as spatial_scores
+from goaldriven.spatial.ratemaps import RateMapAccumulator
 
 # n: samples, u: units, h/w: spatial bins
 
@@ -56,7 +56,7 @@ def main(out_path: str) -> dict:
         "border_scores_s": round(t_border, 3),
         "grid_plus_border_first_call_s": round(t_grid_cold + t_border, 3),
     }
-    checkpointing.write_json_atomic(out_path, result)
+    atomic_write.write_json(out_path, result)
     print(json.dumps(result, indent=2))
     return result
 

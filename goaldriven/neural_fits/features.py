@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven.neural_fits import mappers
-from goaldriven.tasks import image_preprocessing, inference
+from goaldriven import runtime
+from goaldriven.tasks import image_preprocessing
 
 FORMAT_VERSION = 1
 
@@ -281,7 +282,7 @@ def extract_features(
     def per_replica(pixels):
         return model_features(model, transform(pixels), layers=names, presentation=presentation)
 
-    runner = inference.ReplicatedRunner(strategy, per_replica)
+    runner = runtime.ReplicatedRunner(strategy, per_replica)
     image_shape = tuple(stimuli.shape[1:])
     per_replica_batch = global_batch_size // strategy.num_replicas_in_sync
     began, done, last_log = time.time(), start, 0.0

@@ -33,7 +33,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from goaldriven.tasks import base, image_classification, image_datasets
+from goaldriven import runtime
+from goaldriven.tasks import image_classification, image_datasets
 
 NUM_CLASSES = 10
 SOURCE_SIZE = 8
@@ -147,7 +148,7 @@ class DigitsData:
 
     def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
         context = input_context or tf.distribute.InputContext()
-        base.check_global_batch_size(global_batch_size, context.num_replicas_in_sync)
+        runtime.check_global_batch_size(global_batch_size, context.num_replicas_in_sync)
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0. Received: {start_step}")
         raw, labels = self.arrays("train")
@@ -185,7 +186,7 @@ class DigitsData:
                 images = tf.gather(tf.gather(padded, rows, batch_dims=1), cols, axis=2, batch_dims=1)
             return {"images": _normalize(images), "labels": tf.gather(labels, index)}
 
-        return base.step_indexed_dataset(
+        return runtime.step_indexed_dataset(
             make_global_batch,
             global_batch_size=global_batch_size,
             input_context=context,
@@ -195,7 +196,7 @@ class DigitsData:
 
     def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
         context = input_context or tf.distribute.InputContext()
-        base.check_global_batch_size(global_batch_size, context.num_replicas_in_sync)
+        runtime.check_global_batch_size(global_batch_size, context.num_replicas_in_sync)
         per_replica = context.get_per_replica_batch_size(global_batch_size)
         pipelines, pipeline_id = context.num_input_pipelines, context.input_pipeline_id
         pipeline_batch = per_replica * (context.num_replicas_in_sync // pipelines)

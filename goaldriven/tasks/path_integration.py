@@ -17,6 +17,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from goaldriven import runtime
 from goaldriven.models import path_integrators
 from goaldriven.tasks import base, path_integration_eval
 from goaldriven.tasks import place_cells as place_cells_lib
@@ -82,7 +83,7 @@ class PathIntegrationTask(base.Task):
         return make
 
     def train_dataset(self, *, global_batch_size, input_context, start_step, seed):
-        return base.step_indexed_dataset(
+        return runtime.step_indexed_dataset(
             self.make_batch(self.trajectories, global_batch_size),
             global_batch_size=global_batch_size,
             input_context=input_context,

@@ -24,10 +24,10 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from goaldriven import checkpointing
-from goaldriven.neural_fits import ratemaps as ratemaps_lib
-from goaldriven.neural_fits import spatial_scores
-from goaldriven.tasks import inference
+from goaldriven import atomic_write
+from goaldriven.spatial import ratemaps as ratemaps_lib
+from goaldriven.spatial import scores as spatial_scores
+from goaldriven import runtime
 from goaldriven.tasks import path_integration_plots as plots
 
 
@@ -120,7 +120,7 @@ def evaluate(
         out = task.forward(model, batch, training=False, unit_mask=mask)
         return {"position": batch["position"], "decoded": out["decoded"]}
 
-    runner, knockout_runner = inference.ReplicatedRunner(strategy, features_fn), None
+    runner, knockout_runner = runtime.ReplicatedRunner(strategy, features_fn), None
     box = config.box_width
     generator = task.evaluation_generator(box, config.cue_probability)
     make_batch = task.make_batch(generator, config.global_batch_size)
@@ -216,7 +216,7 @@ def evaluate(
         and config.knockout_batches
         and (config.knockout_grid_thresholds or config.knockout_border_thresholds)
     ):
-        knockout_runner = inference.ReplicatedRunner(strategy, knockout_fn)
+        knockout_runner = runtime.ReplicatedRunner(strategy, knockout_fn)
         knockout_batches = knockout_runner.distribute(
             make_batch,
             global_batch_size=config.global_batch_size,
@@ -229,7 +229,7 @@ def evaluate(
             return -float(np.concatenate([_episode_errors(o) for o in outputs]).mean())
 
         results = knockouts(scores["g"], score, config)
-        checkpointing.write_json_atomic(os.path.join(output_dir, "knockouts.json"), results)
+        atomic_write.write_json(os.path.join(output_dir, "knockouts.json"), results)
         for kind in ("grid", "border"):  # Headline: the lowest threshold of each kind (0.3 / 0.5 in the thesis).
             rows = [row for row in results["rows"] if row["kind"] == kind]
             if rows:
@@ -245,7 +245,7 @@ def evaluate(
         if config.figures:
             plots.knockouts(results, os.path.join(output_dir, "knockouts.png"))
     metrics["eval_seconds"] = time.time() - began
-    checkpointing.write_json_atomic(os.path.join(output_dir, "summary.json"), {"step": step, **metrics})
+    atomic_write.write_json(os.path.join(output_dir, "summary.json"), {"step": step, **metrics})
     return metrics
 
 

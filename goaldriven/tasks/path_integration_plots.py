@@ -7,7 +7,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from goaldriven.neural_fits import spatial_scores
+from goaldriven.spatial import scores as spatial_scores
 
 
 def best_grid_units(

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from goaldriven import runtime
 from goaldriven.tasks import base
 
 
@@ -38,7 +39,7 @@ class LinearTask(base.Task):
         return make
 
     def train_dataset(self, *, global_batch_size, input_context, start_step, seed):
-        return base.step_indexed_dataset(
+        return runtime.step_indexed_dataset(
             self._make(global_batch_size),
             global_batch_size=global_batch_size,
             input_context=input_context,

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from goaldriven.tasks import base
+from goaldriven import runtime
 
 
 def _make(step, seed):
@@ -12,7 +12,7 @@ def _make(step, seed):
 
 
 def _take(context, steps=3, start=0):
-    ds = base.step_indexed_dataset(_make, global_batch_size=8, input_context=context, start_step=start, seed=5)
+    ds = runtime.step_indexed_dataset(_make, global_batch_size=8, input_context=context, start_step=start, seed=5)
     return [e for e in ds.take(steps * (context.num_replicas_in_sync // context.num_input_pipelines))]
 
 
@@ -40,7 +40,7 @@ def test_resuming_at_a_step_gives_the_same_batches():
 
 def test_uneven_global_batch_is_refused():
     try:
-        base.check_global_batch_size(10, 4)
+        runtime.check_global_batch_size(10, 4)
     except ValueError as e:
         assert "multiple of 4" in str(e)
     else:

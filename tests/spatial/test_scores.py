@@ -1,11 +1,11 @@
-"""Tests for goaldriven.neural_fits.spatial_scores."""
+"""Tests for goaldriven.spatial.scores."""
 
 import numpy as np
 import pytest
 import scipy.ndimage
 
-from goaldriven.neural_fits import spatial_scores
-from goaldriven.neural_fits.spatial_scores import (
+from goaldriven.spatial import scores as spatial_scores
+from goaldriven.spatial.scores import (
     BORDER_THRESHOLD,
     GRID_THRESHOLD,
     border_score,

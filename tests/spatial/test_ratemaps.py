@@ -1,9 +1,9 @@
-"""Tests for goaldriven.neural_fits.ratemaps."""
+"""Tests for goaldriven.spatial.ratemaps."""
 
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits.ratemaps import RateMapAccumulator, ratemap_from_samples, smooth_ratemap
+from goaldriven.spatial.ratemaps import RateMapAccumulator, ratemap_from_samples, smooth_ratemap
 
 # n: samples, u: units, h/w: spatial bins
 
