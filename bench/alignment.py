@@ -41,7 +41,7 @@ import time
 
 import step_timing  # bench/step_timing.py (scripts run from bench/)
 
-from goaldriven import checkpointing
+from goaldriven import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RULES = ("bp", "fa", "kp", "sa", "aa", "wm", "ia")
@@ -339,7 +339,7 @@ def main() -> None:
             result["configs"] = [c for c in result["configs"] if not same(c)]
             result["profiles"] = [p for p in result["profiles"] if not same(p)]
             table = _time_table(worker, model, precision, args.jit, rules, args.repeats, settings, result)
-            checkpointing.write_json_atomic(args.out, result)
+            atomic_write.write_json(args.out, result)
         if args.profile is None:
             continue
         for rule in args.profile or [rule for rule, row in table.items() if row["pass"] is False]:
@@ -351,7 +351,7 @@ def main() -> None:
             result["profiles"].append(
                 {"model": model, "precision": precision, "jit": args.jit, "rule": rule, **settings, "variants": rows}
             )
-            checkpointing.write_json_atomic(args.out, result)
+            atomic_write.write_json(args.out, result)
             print(f"  profile {rule} (ms, ratio to bp, cpu ratio, conv/dx/dw ops):")
             for label, row in rows.items():
                 print(

@@ -60,16 +60,13 @@ def run_one(rule: str, seed: int, steps: int | None, threads: int, extra: list[s
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
     import gin
-    from goaldriven import config_paths
+    from goaldriven import cli_config
     from goaldriven.alignment import diagnostics
     from goaldriven.tasks import loop
 
-    gin.clear_config()
-    for root in config_paths.gin_roots():
-        gin.add_config_file_search_path(str(root))
     bindings = RULES[rule][1] + [f"SEED = {seed}"] + ([f"TRAIN_STEPS = {steps}"] if steps else []) + extra
-    gin.parse_config_files_and_bindings([EXPERIMENT], bindings)
-    task = gin.query_parameter("loop.run.task").scoped_configurable_fn()
+    cli_config.parse_gin_config([EXPERIMENT], bindings, clear=True)
+    task = cli_config.configured_task()
     built = []
     build_model = task.build_model
     task.build_model = lambda: built.append(build_model()) or built[-1]  # keep the model for its final angles

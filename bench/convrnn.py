@@ -27,7 +27,7 @@ import time
 
 import step_timing  # bench/step_timing.py (scripts run from bench/)
 
-from goaldriven import checkpointing
+from goaldriven import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
@@ -245,7 +245,7 @@ def main() -> None:
             f"26 steps + remat {mem[(26, 1)]:.0f} MB (segments of 2: {mem[(26, 2)]:.0f} MB) vs 17 steps without "
             f"{mem[(17, 0)]:.0f} MB (target met: {result['remat_target_met']})"
         )
-    checkpointing.write_json_atomic(args.out, result)
+    atomic_write.write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

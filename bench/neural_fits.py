@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from goaldriven import checkpointing
+from goaldriven import atomic_write
 from goaldriven.neural_fits import metrics, pls
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -164,7 +164,7 @@ def main():
         factored = run_factored(args)
         if factored is not None:
             result["factored"] = factored
-    checkpointing.write_json_atomic(args.out, result)
+    atomic_write.write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

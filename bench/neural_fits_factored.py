@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from goaldriven import checkpointing
+from goaldriven import atomic_write
 from goaldriven.neural_fits import metrics
 from goaldriven.neural_fits.factored_readout import FactoredReadout
 
@@ -168,7 +168,7 @@ def run(args) -> dict:
         "max_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
     keras.mixed_precision.set_global_policy("float32")
-    checkpointing.write_json_atomic(args.out, result)
+    atomic_write.write_json(args.out, result)
     return result
 
 

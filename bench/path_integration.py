@@ -26,7 +26,7 @@ import time
 
 import step_timing  # bench/step_timing.py (scripts run from bench/)
 
-from goaldriven import checkpointing
+from goaldriven import atomic_write
 
 N_UNITS, N_PLACE, BATCH, SEQ = 4096, 512, 200, 20
 REFERENCE_FIGURE_S = 2.9  # ../shared/DEPENDENCIES.md: reference PyTorch step on this kind of machine, float32
@@ -185,7 +185,7 @@ def main() -> None:
         }
         for precision, run in result["ugrnn"].items():
             _print_run(f"ugrnn {precision}", run)
-    checkpointing.write_json_atomic(args.out, result)
+    atomic_write.write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -6,29 +6,11 @@ MultiWorkerMirroredStrategy every worker must take part in a save; only the chie
 write to a scratch folder that is deleted afterwards.
 """
 
-import json
 import os
 import shutil
-import tempfile
 from typing import Any
 
 import tensorflow as tf
-
-
-def write_json_atomic(path: str, payload: Any) -> None:
-    """Writes JSON via a temporary file and os.replace, so readers never see a half-written file."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def model_variables(model) -> list:

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from goaldriven import checkpointing
+from goaldriven import atomic_write
 
 
 def format_duration(seconds: float) -> str:
@@ -90,7 +90,7 @@ class Reporter:
                 plot_training_curves(self.record["train"], os.path.join(self.workdir, "training_curves.png"))
 
     def flush(self) -> None:
-        checkpointing.write_json_atomic(self.path, self.record)
+        atomic_write.write_json(self.path, self.record)
         for writer in self._writers.values():
             writer.flush()
 
@@ -106,4 +106,4 @@ def plot_training_curves(history: list[dict[str, Any]], path: str) -> None:
         ax.set_xlabel("step")
         ax.set_title(name, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write.save_figure(fig, path, dpi=110)

@@ -23,7 +23,7 @@ from absl import (
 )
 
 import gin
-from goaldriven import cli_config, distribute
+from goaldriven import atomic_write, cli_config, distribute
 from goaldriven.tasks import loop
 
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable; later ones override).")
@@ -65,10 +65,7 @@ def _config_writer(workdir: str, is_chief: bool):
                         f"note: {workdir} holds a run with a different config; this run's config is written to {path}",
                         flush=True,
                     )
-        os.makedirs(workdir, exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+        atomic_write.write_text(path, text)
         state["path"] = path
 
     return write
@@ -102,7 +99,7 @@ def main(argv: list[str]) -> None:
             log=lambda line: print(line, flush=True),
         )
         write_config()
-    except (ValueError, FileNotFoundError, loop.NonFiniteLossError) as e:
+    except (ValueError, FileNotFoundError, ImportError, loop.NonFiniteLossError) as e:
         trace_path = os.path.join(_WORKDIR.value, "error_traceback.txt")
         try:
             os.makedirs(_WORKDIR.value, exist_ok=True)

@@ -15,9 +15,12 @@ import os
 from typing import Callable
 
 import keras
+import matplotlib
 import numpy as np
 import tensorflow as tf
+from matplotlib.figure import Figure
 
+from goaldriven import atomic_write
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.alignment import scope
 
@@ -147,21 +150,17 @@ def make_logger(task, model: keras.Model, alignment, *, seed: int, workdir: str,
 
 def plot_history(jsonl_path: str, png_path: str) -> None:
     """Per-layer weight angle, gradient angle and norm ratio over training (thesis Fig. 5.10), one line per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     with open(jsonl_path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
     if not records:
         return
     steps = [r["step"] for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
     panels = (("weight_angle", "angle(B, W^T) (deg)"), ("gradient_angle", "angle(rule dx, true dx) (deg)"),
               ("norm_ratio", "||B|| / ||W||"))  # fmt: skip
     layers_ = list(records[-1]["weight_angle"])
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for ax, (key, label) in zip(axes, panels):
         for i, name in enumerate(layers_):
             ax.plot(steps, [r[key].get(name, math.nan) for r in records], color=cmap(i / max(len(layers_) - 1, 1)))
@@ -171,7 +170,4 @@ def plot_history(jsonl_path: str, png_path: str) -> None:
             ax.set_yscale("log")
     axes[0].set_title(f"{len(layers_)} aligned layers (dark: input side, light: output side)")
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    atomic_write.save_figure(fig, png_path, dpi=100)

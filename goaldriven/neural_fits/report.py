@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 import numpy as np  # noqa: E402
 
-from goaldriven import checkpointing  # noqa: E402
+from goaldriven import atomic_write  # noqa: E402
 
 COLUMNS = ("unit_id", "animal", "area", "layer", "time", "noise_corrected", "raw", "reliability", "best_layer")
 
@@ -36,7 +36,7 @@ def write_units_csv(rows: list[dict[str, Any]], best_layer: dict[str, str], path
 
 
 def write_summary(summary: dict[str, Any], path: str) -> None:
-    checkpointing.write_json_atomic(path, summary)
+    atomic_write.write_json(path, summary)
 
 
 def _save(fig, path: str) -> None:

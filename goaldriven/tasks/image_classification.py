@@ -22,7 +22,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from goaldriven import checkpointing
+from goaldriven import atomic_write, runtime
 from goaldriven.tasks import base, image_datasets, image_preprocessing
 
 LOSS_OVER = ("decoded", "all_steps")
@@ -35,7 +35,7 @@ class ImageClassificationTask(base.Task):
       model_fn: called with no arguments, returns a built keras.Model following the model contract above (bind its
         num_classes and image_size in gin to match the dataset).
       dataset: the data: an object with `train_dataset(*, global_batch_size, input_context, start_step, seed)`,
-        `eval_dataset(*, global_batch_size, input_context)` and `num_eval_examples()`, e.g.
+        `eval_dataset(*, global_batch_size, input_context)`, `num_eval_examples()` and `image_size`, e.g.
         `image_datasets.ImageNetData` or `image_datasets.Cifar10Data`.
       num_classes: classes of the labels (default: `dataset.num_classes`).
       eval_batch_size: global batch of the evaluation (a multiple of the replica count; the split need not divide).
@@ -92,6 +92,10 @@ class ImageClassificationTask(base.Task):
     def metric_names(self) -> tuple[str, ...]:
         return ("top1", "top5") if self.num_classes > 5 else ("top1",)
 
+    @property
+    def input_spec(self) -> base.InputSpec:
+        return base.InputSpec(self.dataset.image_size, self.pixel_mean, self.pixel_std)
+
     def build_model(self) -> keras.Model:
         model = self.model_fn()
         if not isinstance(model, keras.Model) or not model.built:
@@ -105,7 +109,7 @@ class ImageClassificationTask(base.Task):
             global_batch_size=global_batch_size, input_context=input_context, start_step=start_step, seed=seed
         )
 
-    def per_example(self, model: keras.Model, batch: base.Batch, *, training: bool) -> dict[str, tf.Tensor]:
+    def per_example(self, model: keras.Model, batch: runtime.Batch, *, training: bool) -> dict[str, tf.Tensor]:
         """{"loss", "top1"[, "top5"]}: per-example (b,) float32 loss and 0/1 correctness."""
         out = model(batch["images"], training=training)
         if not isinstance(out, dict) or "logits" not in out:
@@ -152,7 +156,7 @@ class ImageClassificationTask(base.Task):
         return means.pop("loss"), means
 
     def evaluate(self, model, *, strategy, output_dir, step, log=print):
-        base.check_global_batch_size(self.eval_batch_size, strategy.num_replicas_in_sync)
+        runtime.check_global_batch_size(self.eval_batch_size, strategy.num_replicas_in_sync)
         os.makedirs(output_dir, exist_ok=True)
         expected = self.dataset.num_eval_examples()
         dataset = strategy.distribute_datasets_from_function(
@@ -190,7 +194,7 @@ class ImageClassificationTask(base.Task):
             f"eval step {step}: {examples:,} examples, "
             + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")
         )
-        checkpointing.write_json_atomic(os.path.join(output_dir, "eval_metrics.json"), {"step": step, **metrics})
+        atomic_write.write_json(os.path.join(output_dir, "eval_metrics.json"), {"step": step, **metrics})
         return metrics
 
 
