@@ -1,10 +1,12 @@
-"""Gin parsing shared by the two entry points (goaldriven-train, goaldriven-fit); library code never imports this.
+"""Gin parsing shared by the entry points (goaldriven-train, goaldriven-fit), tests, benchmarks and notebooks.
 
-Errors end the program with exit code 2 and one line that names the problem and the fix.
+Library code never imports this module (nor gin). `parse_gin_config` raises `ConfigError` with a one-line message that
+names the problem and the fix; `parse_gin` is the entry points' variant, which prints that line and exits with code 2.
 """
 
 import re
 import sys
+from typing import Sequence
 
 from absl import logging
 
@@ -12,51 +14,107 @@ import gin
 from goaldriven import config_paths
 
 
+class ConfigError(ValueError):
+    """A gin config that cannot be used; the message names the problem and the fix."""
+
+
+class MissingDependencyError(ConfigError):
+    """A config imports a module whose third-party dependency is not installed."""
+
+
 def fail(prog: str, message: str) -> None:
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
 
-def parse_gin(prog: str, gin_files: list[str], bindings: list[str]) -> list[str]:
-    """Parses the experiment files (repo-relative, package-relative or absolute) and bindings; returns the files."""
+def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str] = (), *, clear: bool = False) -> list[str]:
+    """Parses the config files (repo-relative, package-relative or absolute) and bindings; returns the files' paths.
+
+    clear: forget any earlier configuration first (tests and notebooks that parse several experiments).
+    Raises ConfigError (MissingDependencyError for an uninstalled package) with a one-line message.
+    """
     if not gin_files:
-        fail(
-            prog,
+        raise ConfigError(
             "no --gin_file given; pass an experiment, e.g. --gin_file=gin/experiments/path_integration__quick.gin. "
-            f"Available experiments: {', '.join(config_paths.list_experiments()) or 'none found'}.",
+            f"Available experiments: {', '.join(config_paths.list_experiments()) or 'none found'}."
         )
     try:
         files = [config_paths.resolve_gin_file(name) for name in gin_files]
     except FileNotFoundError as e:
-        fail(prog, str(e))
+        raise ConfigError(str(e)) from e
+    if clear:
+        gin.clear_config()
     for root in config_paths.gin_roots():
         gin.add_config_file_search_path(str(root))
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.FATAL)  # gin logs an ERROR for every include it then finds on a search path.
     try:
-        gin.parse_config_files_and_bindings(files, bindings)
+        gin.parse_config_files_and_bindings(files, list(bindings))
     except Exception as e:  # pylint: disable=broad-except  Any parse error is a config error; report it in one line.
+        missing = _missing_module(e)
+        if missing is not None:
+            raise MissingDependencyError(
+                f"the config imports a module that needs the Python package {missing!r}, which is not installed: "
+                f"{_install_hint(missing)}"
+            ) from e
         detail = " ".join(str(e).split())
-        fail(
-            prog,
+        raise ConfigError(
             f"gin config error: {detail}. Fix the named binding in --gin_bindings or the gin file "
-            "(command-line knobs are macros such as 'TRAIN_STEPS = 10').",
-        )
+            "(command-line knobs are macros such as 'TRAIN_STEPS = 10')."
+        ) from e
     finally:
         logging.set_verbosity(verbosity)
-    check_macro_bindings(prog, bindings)
+    check_macro_bindings(bindings)
     return files
 
 
-def check_macro_bindings(prog: str, bindings: list[str]) -> None:
+def parse_gin(prog: str, gin_files: Sequence[str], bindings: Sequence[str]) -> list[str]:
+    """`parse_gin_config` for entry points: a ConfigError ends the program with its one line (exit code 2)."""
+    try:
+        return parse_gin_config(gin_files, bindings)
+    except ConfigError as e:
+        fail(prog, str(e))
+
+
+def check_macro_bindings(bindings: Sequence[str]) -> None:
     """A command-line macro that no config reads is almost always a typo: refuse it rather than ignore it."""
     config = gin.config_str()
     known = sorted(set(re.findall(r"%([A-Z][A-Z0-9_]*)", config)))
     for binding in bindings:
         match = re.match(r"\s*([A-Z][A-Z0-9_]*)\s*=", binding)
         if match and match.group(1) not in known:  # whole names: TRAIN must not pass because %TRAIN_STEPS exists
-            fail(
-                prog,
+            raise ConfigError(
                 f"--gin_bindings sets macro {match.group(1)}, which no config uses; macros these configs read: "
-                f"{', '.join(known)}.",
+                f"{', '.join(known)}."
             )
+
+
+def _missing_module(error: BaseException) -> str | None:
+    """The top-level name of a third-party module whose import failed somewhere in `error`'s chain, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ModuleNotFoundError) and error.name and not error.name.startswith("goaldriven"):
+            return error.name.split(".")[0]
+        error = error.__cause__ or error.__context__
+    return None
+
+
+_PACKAGES = {"tensorflow_datasets": "tensorflow-datasets", "sklearn": "scikit-learn", "gin": "gin-config"}
+
+
+def _install_hint(module: str) -> str:
+    package = _PACKAGES.get(module, module.replace("_", "-"))
+    return f"pip install {package} (or reinstall goaldriven with its dependencies: pip install -e '.[cpu]')."
+
+
+def configured_task():
+    """A new instance of the task the parsed config binds to `loop.run.task` (ConfigError when it binds none)."""
+    try:
+        reference = gin.query_parameter("loop.run.task")
+    except (ValueError, KeyError) as e:
+        raise ConfigError(
+            "the gin files configure no loop.run.task; pass an experiment from gin/experiments/ (or the one the "
+            "checkpoint was trained with)."
+        ) from e
+    return reference.scoped_configurable_fn()

@@ -93,7 +93,7 @@ def _build(strategy, log):
         cli_config.fail(
             PROG,
             "the config has no IMAGE_SIZE: goaldriven-fit scores image models on stimuli. Path integrators are compared "
-            "with recordings through their rate maps (goaldriven.neural_fits.ratemaps, mappers), not this command.",
+            "with recordings through their rate maps (goaldriven.spatial.ratemaps, mappers), not this command.",
         )
     transform = features.StimulusTransform(
         image_size, getattr(task, "pixel_mean", features.StimulusTransform.mean), getattr(task, "pixel_std", 1.0)

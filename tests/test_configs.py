@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import gin
-from goaldriven import config_paths
+from goaldriven import cli_config, config_paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "gin", "experiments", "*.gin")))
@@ -43,15 +43,11 @@ def _marked(path):
 
 @pytest.mark.parametrize("path", [_marked(p) for p in EXPERIMENTS], ids=os.path.basename)
 def test_experiment_parses_and_builds(path):
-    gin.clear_config()
-    for root in config_paths.gin_roots():
-        gin.add_config_file_search_path(str(root))
     try:
-        smoke = os.path.join(REPO, "gin", "testing", "smoke.gin")
-        gin.parse_config_files_and_bindings([path, *_tiny_bindings(path), smoke], [])
+        cli_config.parse_gin_config([path, *_tiny_bindings(path), "testing/smoke.gin"], clear=True)
         header = open(path).read().split("\n")[0]
         assert header.startswith("#"), "experiment files start with a header comment"
-        task = gin.query_parameter("loop.run.task").scoped_configurable_fn()
+        task = cli_config.configured_task()
         model = task.build_model()
         loss, metrics = task.compute_loss(model, _smoke_batch(task), training=True)
         assert np.isfinite(float(loss)) and set(metrics) == set(task.metric_names)

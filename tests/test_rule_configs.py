@@ -24,7 +24,7 @@ import pytest
 import tensorflow as tf
 
 import gin
-from goaldriven import config_paths
+from goaldriven import cli_config
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.tasks import image_classification, loop
 from tests import strategies
@@ -73,10 +73,7 @@ FAST_TRAINING = ("information_alignment", "symmetric_alignment")  # alternating 
 
 
 def _parse(files, bindings=()):
-    gin.clear_config()
-    for root in config_paths.gin_roots():
-        gin.add_config_file_search_path(str(root))
-    gin.parse_config_files_and_bindings([os.path.join(REPO, "gin", f) for f in files], list(bindings))
+    cli_config.parse_gin_config(files, bindings, clear=True)
 
 
 def _macro(name):

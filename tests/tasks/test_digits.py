@@ -9,7 +9,7 @@ import tensorflow as tf
 from sklearn import datasets
 
 import gin
-from goaldriven import config_paths
+from goaldriven import cli_config
 from goaldriven.alignment import layers
 from goaldriven.tasks import digits, loop
 from tests import strategies
@@ -135,9 +135,6 @@ def test_shift_augmentation_translates_the_image_with_background_fill():
 
 @pytest.mark.slow  # about 20 s: two compiled loops under MirroredStrategy and a full evaluation
 def test_experiment_file_trains_symmetric_alignment_with_adam_on_the_backward_kernels(tmp_path):
-    gin.clear_config()
-    for root in config_paths.gin_roots():
-        gin.add_config_file_search_path(str(root))
     bindings = [
         "LEARNING_RULE = 'sa'",
         "IMAGE_SIZE = 8",
@@ -147,10 +144,8 @@ def test_experiment_file_trains_symmetric_alignment_with_adam_on_the_backward_ke
         "CHECKPOINT_EVERY = 2",
     ]
     try:
-        gin.parse_config_files_and_bindings(
-            [os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin")], bindings
-        )
-        task = gin.query_parameter("loop.run.task").scoped_configurable_fn()
+        cli_config.parse_gin_config(["experiments/digits__small_resnet8.gin"], bindings, clear=True)
+        task = cli_config.configured_task()
         built, initial = [], {}
         build_model = task.build_model
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import gin
-from goaldriven import config_paths
+from goaldriven import cli_config
 from goaldriven.tasks import loop
 from tests import strategies
 
@@ -16,16 +16,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.mark.slow  # 60-100 s on 2 cores; tests/test_train.py covers train-and-resume through the entry point.
 def test_rgc_median_experiment_trains_and_resumes(tmp_path):
-    gin.clear_config()
-    for root in config_paths.gin_roots():
-        gin.add_config_file_search_path(str(root))
     files = [
         os.path.join(REPO, "gin", "experiments", "imagenet__rgc_intermediate.gin"),
         os.path.join(REPO, "gin", "models", "zoo_tiny.gin"),
         os.path.join(REPO, "gin", "testing", "smoke.gin"),
     ]
     try:
-        gin.parse_config_files_and_bindings(
+        cli_config.parse_gin_config(
             files,
             [
                 "GLOBAL_BATCH_SIZE = 2",
@@ -33,6 +30,7 @@ def test_rgc_median_experiment_trains_and_resumes(tmp_path):
                 "loop.run.evaluate_at_end = False",
                 "DATA_DIR = '/nonexistent'",
             ],
+            clear=True,
         )
         run = gin.get_configurable(loop.run)
         with tfds.testing.mock_data(num_examples=8):
