@@ -6,18 +6,38 @@ SimCLR, audio, CIFAR) subclass `Task` and plug into the loop without touching it
 
 Data contract (what makes resume and multi-replica runs exact): `train_dataset` yields the batches of training step
 `start_step`, `start_step + 1`, ... and every batch is a pure function of (seed, step), so the step counter saved in a
-checkpoint is the whole data state; `step_indexed_dataset` below builds such a dataset from a batch function.
+checkpoint is the whole data state; `goaldriven.runtime.step_indexed_dataset` builds such a dataset from a batch
+function.
+
+What else a task declares: `input_spec` (how its images reach the model, so neural fits present new stimuli the same
+way; None for tasks without images) and `hooks()` (loop hooks the task needs, e.g. a momentum encoder and its queue;
+goaldriven/hooks.py).
 """
 
 # b: batch (global or per replica, as named)
 import abc
-from typing import Any, Callable
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import keras
 import tensorflow as tf
 
-Batch = dict[str, tf.Tensor]
-_LAST_STEP = 2**62
+from goaldriven import hooks as loop_hooks
+from goaldriven.runtime import Batch
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """How a task's images reach its model: pixels in [0, 1], resized to (image_size, image_size, 3), then
+    (x - pixel_mean) / pixel_std (per channel when sequences)."""
+
+    image_size: int
+    pixel_mean: float | tuple[float, ...]
+    pixel_std: float | tuple[float, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.image_size, int) or self.image_size < 1:
+            raise ValueError(f"InputSpec.image_size must be a positive int (pixels). Received: {self.image_size!r}")
 
 
 class Task(abc.ABC):
@@ -49,6 +69,15 @@ class Task(abc.ABC):
     def metric_names(self) -> tuple[str, ...]:
         """Names of the metrics `compute_loss` returns (fixed, so the loop can accumulate them in-graph)."""
 
+    @property
+    def input_spec(self) -> InputSpec | None:
+        """How images reach the model (image tasks), or None (path integration, audio before its front end)."""
+        return None
+
+    def hooks(self) -> Sequence[loop_hooks.LoopHook]:
+        """Loop hooks this task needs in every run (the loop adds them before the run's own `hooks`)."""
+        return ()
+
     def evaluate(
         self,
         model: keras.Model,
@@ -61,47 +90,3 @@ class Task(abc.ABC):
         """Full evaluation after (or during) training; writes artifacts to `output_dir`, returns scalar metrics."""
         del model, strategy, output_dir, step, log
         return {}
-
-
-def step_indexed_dataset(
-    make_global_batch: Callable[[tf.Tensor, tf.Tensor], Batch],
-    *,
-    global_batch_size: int,
-    input_context: tf.distribute.InputContext,
-    start_step: int,
-    seed: int,
-    num_steps: int | None = None,
-) -> tf.data.Dataset:
-    """Dataset of per-replica batches where global batch k is `make_global_batch(step=k, seed=[seed, k])`.
-
-    Every input pipeline computes the same global batch and keeps its own slice, split into consecutive per-replica
-    batches, so the concatenation over replicas is the single-device global batch whatever the number of replicas or
-    hosts: one device, MirroredStrategy and multi-worker runs see identical data. Suitable for cheap generated data.
-    The dataset is endless unless `num_steps` is given.
-    """
-    per_replica = input_context.get_per_replica_batch_size(global_batch_size)
-    replicas_here = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-    pipeline_batch = per_replica * replicas_here
-    offset = input_context.input_pipeline_id * pipeline_batch
-
-    def one_step(step):
-        step_seed = tf.stack([tf.constant(seed, tf.int64), step])
-        batch = make_global_batch(step, step_seed)
-        return {k: v[offset : offset + pipeline_batch] for k, v in batch.items()}
-
-    stop = _LAST_STEP if num_steps is None else start_step + num_steps
-    dataset = tf.data.Dataset.range(start_step, stop).map(
-        one_step, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    if replicas_here > 1:
-        dataset = dataset.unbatch().batch(per_replica, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def check_global_batch_size(global_batch_size: int, num_replicas: int) -> None:
-    """Raises ValueError naming the fix when the global batch does not split evenly over the replicas."""
-    if global_batch_size <= 0 or global_batch_size % num_replicas:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} does not split over {num_replicas} replicas; "
-            f"set GLOBAL_BATCH_SIZE to a positive multiple of {num_replicas}."
-        )

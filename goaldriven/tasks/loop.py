@@ -20,7 +20,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from goaldriven import checkpointing, distribute, reporting
+from goaldriven import checkpointing, distribute, reporting, runtime
 from goaldriven.alignment import diagnostics as alignment_diagnostics
 from goaldriven.alignment import layers as alignment_layers
 from goaldriven.alignment import training as alignment_training
@@ -280,7 +280,7 @@ def _validate(
         )
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {MODES}.")
-    base.check_global_batch_size(global_batch_size, strategy.num_replicas_in_sync)
+    runtime.check_global_batch_size(global_batch_size, strategy.num_replicas_in_sync)
     devices = getattr(strategy.extended, "worker_devices", ())
     if jit_compile and strategy.num_replicas_in_sync > 1 and all("CPU" in d.upper() for d in devices):
         raise ValueError(
