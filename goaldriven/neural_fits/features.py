@@ -31,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from goaldriven.neural_fits import mappers
 from goaldriven import runtime
+from goaldriven.neural_fits import mappers
 from goaldriven.tasks import image_preprocessing
 
 FORMAT_VERSION = 1

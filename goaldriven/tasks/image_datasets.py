@@ -261,7 +261,9 @@ def _builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str
 def _read(builder, split: str) -> tf.data.Dataset:
     """Undecoded {"image": encoded bytes, "label": int32} in stored order."""
     try:
-        dataset = builder.as_dataset(split=split, decoders={"image": _tfds().decode.SkipDecoding()}, shuffle_files=False)
+        dataset = builder.as_dataset(
+            split=split, decoders={"image": _tfds().decode.SkipDecoding()}, shuffle_files=False
+        )
     except AssertionError as error:  # TFDS's "could not find data" error
         fix = (
             "put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in manual_dir and set download=True once "

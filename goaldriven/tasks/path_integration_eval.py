@@ -24,10 +24,9 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from goaldriven import atomic_write
+from goaldriven import atomic_write, runtime
 from goaldriven.spatial import ratemaps as ratemaps_lib
 from goaldriven.spatial import scores as spatial_scores
-from goaldriven import runtime
 from goaldriven.tasks import path_integration_plots as plots
 
 
