@@ -153,17 +153,9 @@ def build_step(
     alignment = training.AlignmentTraining(optimizer=optimizers[alignment_optimizer])
     with strategy.scope():  # as loop.run builds them
         model = task.build_model()
-        groups = training.variable_groups(model)
         opt = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True)
-        opt.build(groups.task)
-        align_opt = None
-        if groups.has_alignment_optimizer:
-            align_opt = alignment.optimizer(learning_rate=alignment.learning_rate)
-            align_opt.build(groups.align)
-    train = train_step.make_train_loop(
-        task, model, opt, strategy, jit_compile=jit, clip_global_norm=None, groups=groups, align_opt=align_opt,
-        alignment=alignment, phase="both",
-    )  # fmt: skip
+    train, _ = train_step.build_train_loop(task, model, opt, strategy, hooks=[alignment], jit_compile=jit)
+    groups = training.variable_groups(model)
     iterator = iter(
         strategy.distribute_datasets_from_function(
             lambda ctx: task.train_dataset(global_batch_size=batch, input_context=ctx, start_step=0, seed=0)

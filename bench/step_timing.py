@@ -25,7 +25,7 @@ def time_train_steps(task, model, optimizer, strategy, *, global_batch_size: int
 
     from goaldriven.tasks import train_step
 
-    train = train_step.make_train_loop(task, model, optimizer, strategy, jit_compile=False, clip_global_norm=None)
+    train, _ = train_step.build_train_loop(task, model, optimizer, strategy)
     iterator = iter(
         strategy.distribute_datasets_from_function(
             lambda ctx: task.train_dataset(global_batch_size=global_batch_size, input_context=ctx, start_step=0, seed=0)

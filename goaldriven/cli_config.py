@@ -94,8 +94,9 @@ def _missing_module(error: BaseException) -> str | None:
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, ModuleNotFoundError) and error.name and not error.name.startswith("goaldriven"):
-            return error.name.split(".")[0]
+        top = (getattr(error, "name", None) or "").split(".")[0]
+        if isinstance(error, ModuleNotFoundError) and top and top != "goaldriven":
+            return top
         error = error.__cause__ or error.__context__
     return None
 

@@ -76,6 +76,12 @@ def _parse(files, bindings=()):
     cli_config.parse_gin_config(files, bindings, clear=True)
 
 
+def _alignment_hook():
+    """The one loop hook a rule file binds (`loop.run.hooks = [@training.AlignmentTraining()]`), built."""
+    (reference,) = gin.query_parameter("loop.run.hooks")
+    return reference.scoped_configurable_fn()
+
+
 def _macro(name):
     value = gin.query_parameter(f"{name}/macro.value")
     return value.scoped_configurable_fn() if isinstance(value, gin.config.ConfigurableReference) else value
@@ -86,7 +92,7 @@ def _rule_setup(rule):
     (optimizers are made while the config is live: gin binds their arguments at call time)."""
     _parse(["experiments/imagenet__resnet18_v1.gin", f"rules/{rule}.gin"])
     learning_rule = _macro("LEARNING_RULE")
-    alignment = gin.query_parameter("loop.run.alignment").scoped_configurable_fn()
+    alignment = _alignment_hook()
     task_lr = gin.query_parameter("loop.run.learning_rate").scoped_configurable_fn()
     task_opt = gin.query_parameter("loop.run.optimizer").scoped_configurable_fn(learning_rate=0.1)
     return learning_rule, alignment, alignment.optimizer(learning_rate=0.01), task_opt, task_lr
@@ -243,7 +249,7 @@ def _train_two_steps(path, tmp_path, bindings=()):
 
     try:
         task = image_classification.ImageNetTask(model_fn=model_fn, dataset=_Fabricated(_smoke_batch(None)))
-        alternate = gin.query_parameter("loop.run.alignment").scoped_configurable_fn().alternate
+        alternate = _alignment_hook().alternate
         result = gin.get_configurable(loop.run)(
             task=task, strategy=strategies.one_device(), workdir=str(tmp_path), evaluate_at_end=False, log=print
         )

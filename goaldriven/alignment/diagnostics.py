@@ -113,20 +113,21 @@ def summarize(values: dict[str, float]) -> str:
     return f"median {np.median(finite):.1f}, max {max(finite):.1f} ({len(finite)} layers)"
 
 
-def make_logger(task, model: keras.Model, alignment, *, seed: int, workdir: str, log: Callable[[str], None] = print):
-    """Returns step -> None: logs per-layer weight and gradient angles and norm ratios, appends them to
-    <workdir>/jsonl and redraws png."""
-    batch = next(
-        iter(
-            task.train_dataset(
-                global_batch_size=alignment.diagnostics_batch_size,
-                input_context=tf.distribute.InputContext(),
-                start_step=0,
-                seed=seed,
-            )
-        )
-    )
-    gradient_angles = make_gradient_angles(model, lambda m, b: task.compute_loss(m, b, training=False)[0])
+def make_logger(
+    model: keras.Model,
+    loss_fn: Callable[[keras.Model, dict], tf.Tensor],
+    batch: dict,
+    *,
+    workdir: str,
+    log: Callable[[str], None] = print,
+):
+    """Returns step -> None: logs per-layer weight and gradient angles and norm ratios on `batch`, appends them to
+    <workdir>/alignment_diagnostics.jsonl and redraws alignment_diagnostics.png.
+
+    loss_fn(model, batch): the scalar loss the gradient angles differentiate (the loop passes the task's loss with
+    training=False).
+    """
+    gradient_angles = make_gradient_angles(model, loss_fn)
     path = os.path.join(workdir, "alignment_diagnostics.jsonl")
 
     def diagnose(step):

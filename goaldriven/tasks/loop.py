@@ -2,28 +2,31 @@
 
 One call of the compiled loop function runs `steps_per_loop` steps (`strategy.run` inside `tf.range`, the TPU host
 loop), so the host talks to the accelerators once per loop, not once per step; the step itself is
-tasks/train_step.py (global-batch means over replicas, the alignment optimizer of aligned models).
+tasks/train_step.py (global-batch means over replicas).
 
-Around it: precision policy (float32 or mixed_bfloat16), optional XLA (`jit_compile`) of the step, checkpoints every
-`checkpoint_every` steps with resume on rerun, SIGTERM/SIGINT (TPU preemption, Ctrl-C) write a checkpoint and return,
-a non-finite loss stops the run with the last good checkpoint intact, progress lines, TensorBoard and metrics.json.
+The loop owns what every run needs: precision policy (float32 or mixed_bfloat16), optional XLA (`jit_compile`) of
+the step, checkpoints every `checkpoint_every` steps with resume on rerun, SIGTERM/SIGINT (TPU preemption, Ctrl-C)
+write a checkpoint and return, a non-finite loss stops the run with the last good checkpoint intact, evaluation,
+progress lines, TensorBoard and metrics.json. Everything task- or rule-specific (a learning rule's second optimizer,
+a momentum encoder, a queue, a recorder) is a loop hook (goaldriven/hooks.py): the task's own `hooks()` and the
+run's `hooks`. A run is three steps around one `_Session`: `_build` (model, optimizer, hooks, checkpoint, restore),
+`_train` (the host loop) and `_Session.evaluate`.
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import tensorflow as tf
 
 from goaldriven import checkpointing, distribute, reporting, runtime
-from goaldriven.alignment import diagnostics as alignment_diagnostics
-from goaldriven.alignment import layers as alignment_layers
-from goaldriven.alignment import training as alignment_training
+from goaldriven import hooks as loop_hooks
 from goaldriven.tasks import base, train_step
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -32,6 +35,58 @@ MODES = ("train", "eval")
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How a run trains (the arguments of `run` other than task, strategy, optimizer, hooks and callbacks)."""
+
+    workdir: str
+    train_steps: int
+    global_batch_size: int
+    steps_per_loop: int = 100
+    checkpoint_every: int = 1000
+    max_checkpoints: int = 3
+    precision: str = "float32"
+    jit_compile: bool = False
+    seed: int = 0
+    clip_global_norm: float | None = None
+    clip_value: float | None = None
+    mode: str = "train"
+    evaluate_at_end: bool = True
+    evaluate_at_start: bool = False
+    eval_every: int = 0
+
+    def validate(self, strategy: tf.distribute.Strategy) -> None:
+        """Raises ValueError naming the setting and the fix (before anything is built)."""
+        if not self.workdir:
+            raise ValueError("workdir is empty; pass --workdir=<folder for checkpoints and logs>.")
+        if not isinstance(self.train_steps, int) or self.train_steps < 0:
+            raise ValueError(
+                f"train_steps must be an integer >= 0 (0: evaluate the untrained model); received {self.train_steps!r}."
+            )
+        for name in ("steps_per_loop", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer; received {value!r}.")
+        if self.eval_every < 0:
+            raise ValueError(
+                f"eval_every must be >= 0 (0 disables evaluation during training); received {self.eval_every}."
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision {self.precision!r} is not supported; use one of {PRECISIONS} "
+                "(mixed_float16 would need loss scaling, which TPUs do not need)."
+            )
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {MODES}.")
+        runtime.check_global_batch_size(self.global_batch_size, strategy.num_replicas_in_sync)
+        devices = getattr(strategy.extended, "worker_devices", ())
+        if self.jit_compile and strategy.num_replicas_in_sync > 1 and all("CPU" in d.upper() for d in devices):
+            raise ValueError(
+                "jit_compile=True under a multi-replica CPU strategy fails in TensorFlow "
+                "(keras-team/keras#18716); set JIT_COMPILE = False or use --strategy=cpu."
+            )
 
 
 def run(
@@ -55,14 +110,14 @@ def run(
     evaluate_at_end: bool = True,
     evaluate_at_start: bool = False,
     eval_every: int = 0,
-    alignment: alignment_training.AlignmentTraining | None = None,
+    hooks: Sequence[loop_hooks.LoopHook] = (),
     on_built: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Trains (and evaluates) `task` in `workdir`; rerunning the same call resumes from the last checkpoint.
 
     Args:
-      task: what to train (data, model, loss, metrics, evaluation).
+      task: what to train (data, model, loss, metrics, evaluation, the task's own hooks).
       strategy: where to train (see goaldriven.distribute.get_strategy).
       workdir: checkpoints, TensorBoard summaries, metrics.json and evaluation outputs.
       train_steps: total number of optimizer steps (a resumed run trains the remainder); 0 saves and evaluates the
@@ -83,9 +138,9 @@ def run(
       evaluate_at_end: run `task.evaluate` after the last step.
       evaluate_at_start: also evaluate the untrained model when a run starts from scratch (the "before" figures).
       eval_every: also evaluate every this many steps (0: never during training).
-      alignment: how backward kernels are trained when the model has aligned layers (a learning rule other than
-        backprop; goaldriven/alignment/training.py): their optimizer and schedule, alternation, delay, update noise,
-        diagnostics. None: the defaults (Adam 1e-3, simultaneous, no delay, no noise, no diagnostics).
+      hooks: loop hooks of this run, after the task's own (goaldriven/hooks.py), e.g. a learning rule's training
+        (`alignment.training.AlignmentTraining(...)`: its optimizer and schedule, alternation, delay, update noise,
+        diagnostics; a model with aligned layers gets one with the defaults when no hook trains them).
       on_built: called once the task and model are built (the entry point writes the operative gin config then).
       log: where progress lines go.
 
@@ -93,200 +148,204 @@ def run(
       {"step": last step, "status": "finished" | "preempted" | "evaluated", "train": last train metrics,
        "eval": evaluation metrics}.
     """
-    _validate(
-        strategy=strategy,
+    settings = Settings(
         workdir=workdir,
         train_steps=train_steps,
         global_batch_size=global_batch_size,
         steps_per_loop=steps_per_loop,
         checkpoint_every=checkpoint_every,
+        max_checkpoints=max_checkpoints,
         precision=precision,
         jit_compile=jit_compile,
+        seed=seed,
+        clip_global_norm=clip_global_norm,
+        clip_value=clip_value,
         mode=mode,
+        evaluate_at_end=evaluate_at_end,
+        evaluate_at_start=evaluate_at_start,
         eval_every=eval_every,
     )
-    alignment = alignment or alignment_training.AlignmentTraining()
-    alignment.check_schedule(train_steps=train_steps, steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every)
-    os.makedirs(workdir, exist_ok=True)
-    chief = distribute.is_chief(strategy)
+    settings.validate(strategy)
+    hooks = [*task.hooks(), *hooks]
+    for hook in hooks:
+        hook.check(train_steps=train_steps, steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
-        keras.utils.set_random_seed(seed)
-        with strategy.scope():
-            model = task.build_model()
-            groups = alignment_training.variable_groups(model)
-            opt = optimizer(learning_rate=learning_rate)
-            opt.build(groups.task)
-            align_opt = None
-            if groups.has_alignment_optimizer:
-                align_opt = alignment.optimizer(learning_rate=alignment.learning_rate)
-                align_opt.build(groups.align)
-            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        extra = {"alignment_optimizer": align_opt} if align_opt is not None else {}
-        ckpt = checkpointing.Checkpointer(
-            workdir,
-            is_chief=chief,
-            worker_id=distribute.worker_id(strategy),
-            max_to_keep=max_checkpoints,
-            model=model,
-            optimizer=opt,
-            step=step_var,
-            **extra,
-        )
-        restored = ckpt.restore_latest()
-        start = int(step_var.numpy())
+        session = _build(task, strategy, lambda: optimizer(learning_rate=learning_rate), hooks, settings, log)
         if on_built is not None:
             on_built()
-        reporter = reporting.Reporter(workdir, total_steps=train_steps, is_chief=chief, log=log)
-        n_params = sum(int(tf.size(v)) for v in model.trainable_variables)
-        log(
-            f"{task.name}: {n_params:,} trainable parameters, {strategy.num_replicas_in_sync} replica(s) "
-            f"({type(strategy).__name__}), precision {precision}, jit_compile {jit_compile}"
-        )
-        aligned = groups.align or groups.frozen or groups.tied_layers
-        if aligned:
-            rules = sorted({layer.rule.name for layer in alignment_layers.aligned_layers(model)})
-            log(
-                f"learning rule {', '.join(rules)}: {len(groups.task)} task variables, {len(groups.align)} backward "
-                f"kernels trained on R, {len(groups.frozen)} fixed, {len(groups.tied_layers)} layers tied (KP)"
-            )
-        diagnose = None
-        if aligned and alignment.diagnostics_every and chief:
-            diagnose = alignment_diagnostics.make_logger(task, model, alignment, seed=seed, workdir=workdir, log=log)
-
-        def evaluate(step: int) -> dict[str, Any]:
-            if chief:
-                out_dir = _fresh_directory(os.path.join(workdir, "eval", f"step_{step}"), log)
-            else:
-                out_dir = os.path.join(workdir, "eval_scratch", f"worker_{distribute.worker_id(strategy)}")
-            metrics = task.evaluate(model, strategy=strategy, output_dir=out_dir, step=step, log=log)
-            reporter.evaluation(step, metrics)
-            if not chief:
-                checkpointing.remove_scratch(out_dir)
-            return metrics
-
         if mode == "eval":
-            if restored is None:
-                raise FileNotFoundError(f"no checkpoint in {ckpt.directory} to evaluate; train first (mode='train').")
-            log(f"evaluating {restored} (step {start})")
-            metrics = evaluate(start)
-            reporter.status(status="evaluated", step=start)
-            return {"step": start, "status": "evaluated", "train": {}, "eval": metrics}
-
-        if restored:
-            log(f"resumed from {restored} at step {start}")
-        elif evaluate_at_start and train_steps > 0:
-            evaluate(0)
-        loops = {}
-
-        def train_loop(phase, iterator, n):
-            if phase not in loops:
-                loops[phase] = train_step.make_train_loop(
-                    task,
-                    model,
-                    opt,
-                    strategy,
-                    jit_compile=jit_compile,
-                    clip_global_norm=clip_global_norm,
-                    clip_value=clip_value,
-                    groups=groups,
-                    align_opt=align_opt,
-                    alignment=alignment,
-                    phase=phase,
-                )
-            return loops[phase](iterator, n)
-
-        dataset = strategy.distribute_datasets_from_function(
-            lambda ctx: task.train_dataset(
-                global_batch_size=global_batch_size, input_context=ctx, start_step=start, seed=seed
-            )
-        )
-        iterator = iter(dataset)
-        step, values, last_saved = start, {}, start if restored else None
-        with _preemption_guard() as stop_requested:
-            while step < train_steps:
-                n = min(steps_per_loop, train_steps - step, checkpoint_every - step % checkpoint_every)
-                if step < alignment.delay_steps:
-                    n = min(n, alignment.delay_steps - step)
-                if diagnose is not None:
-                    n = min(n, alignment.diagnostics_every - step % alignment.diagnostics_every)
-                began = time.perf_counter()
-                sums = train_loop(alignment.phase(step), iterator, tf.constant(n, tf.int32))
-                values = {name: float(value) / n for name, value in sums.items()}
-                elapsed = time.perf_counter() - began
-                if not all(math.isfinite(v) for v in values.values()):
-                    reporter.status(status="non_finite_loss", step=step)
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({reporting.format_metrics(values)}) in steps {step + 1}-{step + n}; training "
-                        f"stopped. The last good checkpoint is {ckpt.latest} (step {last_saved}); rerunning resumes from it. "
-                        "Lower the learning rate, set clip_global_norm, or use float32 precision."
-                    )
-                step += n
-                step_var.assign(step)
-                reporter.train(step, values, steps_per_second=n / elapsed, steps_done=n)
-                if diagnose is not None and step % alignment.diagnostics_every == 0:
-                    diagnose(step)
-                if step % checkpoint_every == 0 or step == train_steps:
-                    ckpt.save(step)
-                    last_saved = step
-                if stop_requested():
-                    if last_saved != step:
-                        ckpt.save(step)
-                    log(
-                        f"stop signal received: checkpoint at step {step} written to {ckpt.directory}; rerun to resume."
-                    )
-                    reporter.status(status="preempted", step=step)
-                    return {"step": step, "status": "preempted", "train": values, "eval": {}}
-                if eval_every and step % eval_every == 0 and step < train_steps:
-                    evaluate(step)
-        if last_saved != step:  # train_steps = 0 (untrained control), or a rerun of a finished run's config
-            ckpt.save(step)
-        metrics = evaluate(step) if evaluate_at_end else {}
-        reporter.status(status="finished", step=step)
-        return {"step": step, "status": "finished", "train": values, "eval": metrics}
+            return session.evaluate_checkpoint()
+        return _train(session)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _validate(
-    *,
-    strategy,
-    workdir,
-    train_steps,
-    global_batch_size,
-    steps_per_loop,
-    checkpoint_every,
-    precision,
-    jit_compile,
-    mode,
-    eval_every,
-) -> None:
-    if not workdir:
-        raise ValueError("workdir is empty; pass --workdir=<folder for checkpoints and logs>.")
-    if not isinstance(train_steps, int) or train_steps < 0:
-        raise ValueError(
-            f"train_steps must be an integer >= 0 (0: evaluate the untrained model); received {train_steps!r}."
+@dataclasses.dataclass
+class _Session:
+    """One run's built state: what `_train` and the evaluations work on."""
+
+    task: base.Task
+    settings: Settings
+    prepared: train_step.Prepared
+    checkpointer: checkpointing.Checkpointer
+    reporter: reporting.Reporter
+    restored: str | None
+    start: int
+    log: Callable[[str], None]
+
+    @property
+    def state(self) -> loop_hooks.LoopState:
+        return self.prepared.state
+
+    def evaluate(self, step: int) -> dict[str, Any]:
+        strategy, workdir = self.state.strategy, self.settings.workdir
+        if self.state.is_chief:
+            out_dir = _fresh_directory(os.path.join(workdir, "eval", f"step_{step}"), self.log)
+        else:
+            out_dir = os.path.join(workdir, "eval_scratch", f"worker_{distribute.worker_id(strategy)}")
+        metrics = self.task.evaluate(self.state.model, strategy=strategy, output_dir=out_dir, step=step, log=self.log)
+        self.reporter.evaluation(step, metrics)
+        if not self.state.is_chief:
+            checkpointing.remove_scratch(out_dir)
+        return metrics
+
+    def evaluate_checkpoint(self) -> dict[str, Any]:
+        if self.restored is None:
+            raise FileNotFoundError(
+                f"no checkpoint in {self.checkpointer.directory} to evaluate; train first (mode='train')."
+            )
+        self.log(f"evaluating {self.restored} (step {self.start})")
+        metrics = self.evaluate(self.start)
+        self.reporter.status(status="evaluated", step=self.start)
+        return {"step": self.start, "status": "evaluated", "train": {}, "eval": metrics}
+
+
+def _build(task, strategy, make_optimizer, hooks, settings: Settings, log) -> _Session:
+    """Model, optimizer and hooks in the strategy scope, the checkpoint (restored if one exists), the reporter."""
+    os.makedirs(settings.workdir, exist_ok=True)
+    chief = distribute.is_chief(strategy)
+    keras.utils.set_random_seed(settings.seed)
+    with strategy.scope():
+        model = task.build_model()
+        opt = make_optimizer()
+    prepared = train_step.prepare(
+        task,
+        model,
+        opt,
+        strategy,
+        hooks,
+        workdir=settings.workdir,
+        seed=settings.seed,
+        train_steps=settings.train_steps,
+        is_chief=chief,
+        log=log,
+    )
+    checkpointer = checkpointing.Checkpointer(
+        settings.workdir,
+        is_chief=chief,
+        worker_id=distribute.worker_id(strategy),
+        max_to_keep=settings.max_checkpoints,
+        model=model,
+        optimizer=opt,
+        step=prepared.state.step,
+        **prepared.trackables,
+    )
+    restored = checkpointer.restore_latest()
+    reporter = reporting.Reporter(settings.workdir, total_steps=settings.train_steps, is_chief=chief, log=log)
+    n_params = sum(int(tf.size(v)) for v in model.trainable_variables)
+    log(
+        f"{task.name}: {n_params:,} trainable parameters, {strategy.num_replicas_in_sync} replica(s) "
+        f"({type(strategy).__name__}), precision {settings.precision}, jit_compile {settings.jit_compile}"
+    )
+    start = int(prepared.state.step.numpy())
+    return _Session(task, settings, prepared, checkpointer, reporter, restored, start, log)
+
+
+def _loop_length(step: int, settings: Settings, hooks) -> int:
+    """Steps of the next compiled loop: up to the next progress line, checkpoint, end, or step a hook needs."""
+    n = min(
+        settings.steps_per_loop,
+        settings.train_steps - step,
+        settings.checkpoint_every - step % settings.checkpoint_every,
+    )
+    stop = loop_hooks.next_stop(hooks, step)
+    return n if stop is None else min(n, stop - step)
+
+
+def _train(session: _Session) -> dict[str, Any]:
+    """The host loop: compiled loops of steps, checks, reports, checkpoints, preemption, evaluations."""
+    settings, state, hooks, task = session.settings, session.state, session.prepared.hooks, session.task
+    strategy, ckpt, reporter, log = state.strategy, session.checkpointer, session.reporter, session.log
+    start = session.start
+    if session.restored:
+        log(f"resumed from {session.restored} at step {start}")
+    elif settings.evaluate_at_start and settings.train_steps > 0:
+        session.evaluate(0)
+    for hook in hooks:
+        hook.on_train_begin(state, start)
+    loops: dict[tuple, Callable] = {}
+    dataset = strategy.distribute_datasets_from_function(
+        lambda ctx: task.train_dataset(
+            global_batch_size=settings.global_batch_size, input_context=ctx, start_step=start, seed=settings.seed
         )
-    for name, value in (("steps_per_loop", steps_per_loop), ("checkpoint_every", checkpoint_every)):
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer; received {value!r}.")
-    if eval_every < 0:
-        raise ValueError(f"eval_every must be >= 0 (0 disables evaluation during training); received {eval_every}.")
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f"precision {precision!r} is not supported; use one of {PRECISIONS} "
-            "(mixed_float16 would need loss scaling, which TPUs do not need)."
-        )
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not one of {MODES}.")
-    runtime.check_global_batch_size(global_batch_size, strategy.num_replicas_in_sync)
-    devices = getattr(strategy.extended, "worker_devices", ())
-    if jit_compile and strategy.num_replicas_in_sync > 1 and all("CPU" in d.upper() for d in devices):
-        raise ValueError(
-            "jit_compile=True under a multi-replica CPU strategy fails in TensorFlow "
-            "(keras-team/keras#18716); set JIT_COMPILE = False or use --strategy=cpu."
-        )
+    )
+    iterator = iter(dataset)
+    step, values, last_saved = start, {}, start if session.restored else None
+    with _preemption_guard() as stop_requested:
+        while step < settings.train_steps:
+            n, key = _loop_length(step, settings, hooks), loop_hooks.phase_key(hooks, step)
+            k = loop_hooks.substeps(hooks, key)
+            if n % k:
+                raise ValueError(
+                    f"the hooks' phase {key} runs {k} substeps per iteration but the loop from step {step} has {n} "
+                    f"steps; make train_steps, steps_per_loop, checkpoint_every and the hooks' boundaries multiples "
+                    f"of {k}."
+                )
+            if key not in loops:
+                loops[key] = train_step.make_train_loop(
+                    task,
+                    session.prepared,
+                    key=key,
+                    jit_compile=settings.jit_compile,
+                    clip_global_norm=settings.clip_global_norm,
+                    clip_value=settings.clip_value,
+                )
+            began = time.perf_counter()
+            sums = loops[key](iterator, tf.constant(n, tf.int32))
+            values = {name: float(value) / n for name, value in sums.items()}
+            elapsed = time.perf_counter() - began
+            if not all(math.isfinite(v) for v in values.values()):
+                reporter.status(status="non_finite_loss", step=step)
+                raise NonFiniteLossError(
+                    f"non-finite loss ({reporting.format_metrics(values)}) in steps {step + 1}-{step + n}; training "
+                    f"stopped. The last good checkpoint is {ckpt.latest} (step {last_saved}); rerunning resumes from it. "
+                    "Lower the learning rate, set clip_global_norm, or use float32 precision."
+                )
+            step += n
+            state.step.assign(step)
+            reporter.train(step, values, steps_per_second=n / elapsed, steps_done=n)
+            for hook in hooks:
+                hook.on_loop_end(state, step)
+            if step % settings.checkpoint_every == 0 or step == settings.train_steps:
+                ckpt.save(step)
+                last_saved = step
+            if stop_requested():
+                if last_saved != step:
+                    ckpt.save(step)
+                log(f"stop signal received: checkpoint at step {step} written to {ckpt.directory}; rerun to resume.")
+                reporter.status(status="preempted", step=step)
+                return {"step": step, "status": "preempted", "train": values, "eval": {}}
+            if settings.eval_every and step % settings.eval_every == 0 and step < settings.train_steps:
+                session.evaluate(step)
+    if last_saved != step:  # train_steps = 0 (untrained control), or a rerun of a finished run's config
+        ckpt.save(step)
+    for hook in hooks:
+        hook.on_train_end(state, step)
+    metrics = session.evaluate(step) if settings.evaluate_at_end else {}
+    reporter.status(status="finished", step=step)
+    return {"step": step, "status": "finished", "train": values, "eval": metrics}
 
 
 def _fresh_directory(path: str, log: Callable[[str], None]) -> str:

@@ -45,7 +45,7 @@ def _run(tmp_path, rule, steps=8, strategy=None, name="run", **alignment):
         learning_rate=0.05,
         steps_per_loop=4,
         checkpoint_every=4,
-        alignment=training.AlignmentTraining(**alignment),
+        hooks=[training.AlignmentTraining(**alignment)],
         log=lambda line: None,
     )
     return result, workdir
@@ -177,7 +177,7 @@ def test_diagnostics_are_logged_and_plotted(tmp_path):
         train_steps=8,
         global_batch_size=8,
         steps_per_loop=8,
-        alignment=training.AlignmentTraining(diagnostics_every=4),
+        hooks=[training.AlignmentTraining(diagnostics_every=4)],
         log=lines.append,
     )
     with open(tmp_path / "alignment_diagnostics.jsonl", encoding="utf-8") as f:
