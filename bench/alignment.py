@@ -8,7 +8,7 @@ adds R's computation and an alignment optimizer (Adam) on B. Targets of the issu
     feedback alignment (fa), Kolen-Pollack (kp)                                      ratio <= 1.10
     symmetric (sa), activation (aa), weight mirror (wm), information alignment (ia)  ratio <= 1.50
 
-The step is the loop's real training step (`tasks.train_step.make_train_loop`, phase "both"): ImageClassificationTask
+The step is the loop's real training step (`tasks.train_step.build_train_loop`, phase "both"): ImageClassificationTask
 (cross-entropy, top-1/top-5) on one fixed random batch, the thesis' task optimizer (SGD, Nesterov momentum 0.9) on
 the task variables, the default AlignmentTraining optimizer (Adam 1e-3) on the backward kernels, OneDeviceStrategy.
 All rules are built and traced in one worker process, then timed interleaved: in each of `--rounds` rounds every
