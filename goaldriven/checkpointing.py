@@ -8,7 +8,7 @@ write to a scratch folder that is deleted afterwards.
 
 import os
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow as tf
 
@@ -50,25 +50,53 @@ class Checkpointer:
         """The newest complete checkpoint in the workdir."""
         return tf.train.latest_checkpoint(self.directory)
 
-    def restore_latest(self) -> str | None:
-        """Restores the newest checkpoint, if any; raises ValueError naming the fix when it does not match the model."""
-        path = self.latest
-        if path is None:
-            return None
-        try:
-            self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+    def remove_interrupted_saves(self, log: Callable[[str], None] = print) -> None:
+        """Deletes `ckpt-N_temp` folders that a save killed midway left behind (they are never read)."""
+        for leftover in sorted(tf.io.gfile.glob(os.path.join(self.save_directory, "*_temp"))):
+            log(f"note: removing {leftover}, the remains of a checkpoint save that was interrupted")
+            tf.io.gfile.rmtree(leftover)
+
+    def restore_latest(self, log: Callable[[str], None] = print) -> str | None:
+        """Restores the newest intact checkpoint, if any (a corrupted newer one is skipped with a warning).
+
+        Raises ValueError naming the fix when a checkpoint does not match the model, or when none is intact.
+        """
+        candidates = checkpoint_prefixes(self.directory)
+        for path in reversed(candidates):
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+                raise ValueError(
+                    f"checkpoint {path} does not match the model being trained ({type(e).__name__}: "
+                    f"{str(e)[:300]}). The workdir holds a run of a different configuration: use a new --workdir, "
+                    "or the config that made it."
+                ) from e
+            except Exception as e:  # pylint: disable=broad-except  Unreadable files: try the next older checkpoint.
+                log(
+                    f"warning: checkpoint {path} is unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                    "falling back to the one before it"
+                )
+                continue
+            return path
+        if candidates:
             raise ValueError(
-                f"checkpoint {path} does not match the model being trained ({type(e).__name__}: {str(e)[:300]}). "
-                "The workdir holds a run of a different configuration: use a new --workdir, or the config that made it."
-            ) from e
-        return path
+                f"every checkpoint in {self.directory} is unreadable (corrupted files); move them away to start "
+                "from scratch, or use a new --workdir."
+            )
+        return None
 
     def save(self, step: int) -> str:
         path = self.manager.save(checkpoint_number=step)
         if not self.is_chief:
             remove_scratch(self.save_directory)
         return path
+
+
+def checkpoint_prefixes(directory: str) -> list[str]:
+    """The checkpoints in `directory` (prefixes with an index file), oldest first by step."""
+    prefixes = [path[: -len(".index")] for path in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index"))]
+    numbered = [(int(p.rsplit("-", 1)[1]), p) for p in prefixes if p.rsplit("-", 1)[1].isdigit()]
+    return [p for _, p in sorted(numbered)]
 
 
 def remove_scratch(directory: str) -> None:

@@ -58,6 +58,13 @@ def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str] = (), *, 
                 f"{_install_hint(missing)}"
             ) from e
         detail = " ".join(str(e).split())
+        undefined = re.search(r"No bindings specified for '([A-Za-z0-9_.]+)/gin.macro'", detail)
+        if undefined:
+            raise ConfigError(
+                f"macro %{undefined.group(1)} is used but never set; set it (--gin_bindings='{undefined.group(1)} = "
+                "...') or correct its name in the gin file."
+            ) from e
+        detail = detail.split(" in config string:")[0][:600]  # gin appends the whole config: keep the message short
         raise ConfigError(
             f"gin config error: {detail}. Fix the named binding in --gin_bindings or the gin file "
             "(command-line knobs are macros such as 'TRAIN_STEPS = 10')."
@@ -65,6 +72,8 @@ def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str] = (), *, 
     finally:
         logging.set_verbosity(verbosity)
     check_macro_bindings(bindings)
+    check_macro_values()
+    warn_unused_file_macros(files)
     return files
 
 
@@ -87,6 +96,41 @@ def check_macro_bindings(bindings: Sequence[str]) -> None:
                 f"--gin_bindings sets macro {match.group(1)}, which no config uses; macros these configs read: "
                 f"{', '.join(known)}."
             )
+
+
+_COUNT_MACRO = re.compile(r"(_STEPS|_EVERY|EPOCHS|_BATCH_SIZE|_BATCHES)$")
+
+
+def macro_values() -> dict[str, object]:
+    """{macro name: value} of every macro the parsed config sets."""
+    names = re.findall(r"^([A-Z][A-Z0-9_]*) = ", gin.config_str(), flags=re.MULTILINE)
+    return {name: gin.query_parameter(f"{name}/macro.value") for name in names}
+
+
+def check_macro_values() -> None:
+    """Catches the usual slips before anything runs: a number written as a string, a negative step or batch count."""
+    for name, value in macro_values().items():
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value):
+            raise ConfigError(
+                f"macro {name} = {value!r} is a string; write numbers without quotes: {name} = {value.strip()}."
+            )
+        if _COUNT_MACRO.search(name) and isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"macro {name} = {value} is negative; it counts steps, epochs or examples: use >= 0.")
+
+
+def warn_unused_file_macros(files: Sequence[str]) -> list[str]:
+    """Warns (stderr) about macros set in the given files that no config reads, as the command line refuses them."""
+    config = gin.config_str()
+    used = set(re.findall(r"%([A-Z][A-Z0-9_]*)", config))
+    warnings = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for name in re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", f.read(), flags=re.MULTILINE):
+                if name not in used:
+                    warnings.append(f"warning: macro {name} is set in {path} but no config uses it (a typo?)")
+    for line in warnings:
+        print(line, file=sys.stderr, flush=True)
+    return warnings
 
 
 def _missing_module(error: BaseException) -> str | None:

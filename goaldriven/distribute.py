@@ -23,9 +23,17 @@ def get_strategy(kind: str, tpu: str | None = None) -> tf.distribute.Strategy:
     if kind == "tpu":
         if not tpu:
             raise ValueError("--strategy=tpu needs --tpu=<name, grpc://address, or 'local' on a TPU VM>.")
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (tf.errors.OpError, ValueError, RuntimeError) as e:
+            first = " ".join(str(e).split())[:160]
+            raise ValueError(
+                f"no TPU reachable with --tpu={tpu} ({type(e).__name__}: {first}); on a Cloud TPU VM use --tpu=local "
+                "with the tpu extra installed, on a pod slice the TPU's name; elsewhere use --strategy=cpu, gpu or "
+                "mirrored."
+            ) from e
         return tf.distribute.TPUStrategy(resolver)
     if kind == "multi_worker":
         if "TF_CONFIG" not in os.environ:
@@ -33,7 +41,7 @@ def get_strategy(kind: str, tpu: str | None = None) -> tf.distribute.Strategy:
                 "--strategy=multi_worker needs the TF_CONFIG environment variable "
                 "(cluster spec and this worker's task index); see the README section on multi-worker runs."
             )
-        json.loads(os.environ["TF_CONFIG"])  # Fails early with a JSON error on a malformed value.
+        check_tf_config(os.environ["TF_CONFIG"])
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
@@ -44,6 +52,28 @@ def get_strategy(kind: str, tpu: str | None = None) -> tf.distribute.Strategy:
             raise ValueError("--strategy=gpu but TensorFlow sees no GPU; install the gpu extra or use --strategy=cpu.")
         return tf.distribute.OneDeviceStrategy("/gpu:0")
     return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def check_tf_config(text: str) -> None:
+    """Raises ValueError naming the problem when TF_CONFIG is not {"cluster": {...}, "task": {"type", "index"}}."""
+    example = '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}); set it to e.g. {example}.") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not cluster or not all(isinstance(v, list) for v in cluster.values()):
+        raise ValueError(f"TF_CONFIG needs a \"cluster\" mapping job names to address lists; set it to e.g. {example}.")
+    if not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int):
+        raise ValueError(
+            f"TF_CONFIG needs a \"task\" with a \"type\" from its cluster ({sorted(cluster)}) and an integer "
+            f"\"index\"; set it to e.g. {example}."
+        )
+    if not 0 <= task["index"] < len(cluster[task["type"]]):
+        raise ValueError(
+            f"TF_CONFIG task index {task['index']} is outside its cluster's {len(cluster[task['type']])} "
+            f"{task['type']} address(es)."
+        )
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

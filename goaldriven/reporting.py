@@ -43,10 +43,28 @@ class Reporter:
         self.path = os.path.join(workdir, "metrics.json")
         self.record: dict[str, Any] = {"train": [], "eval": []}
         if is_chief and os.path.exists(self.path):
-            with open(self.path) as f:
-                self.record = json.load(f)
+            self.record = self._read_record()
         self._writers: dict[str, Any] = {}
         self._start = time.time()
+
+    def _read_record(self) -> dict[str, Any]:
+        """metrics.json of the earlier runs in this workdir; a truncated or foreign one is moved aside with a note."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                record = json.load(f)
+            if (
+                isinstance(record, dict)
+                and isinstance(record.get("train"), list)
+                and isinstance(record.get("eval"), list)
+            ):
+                return record
+            problem = "is not a goaldriven metrics record"
+        except (ValueError, UnicodeDecodeError) as e:
+            problem = f"is unreadable ({type(e).__name__}: {e})"
+        aside = f"{self.path}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(self.path, aside)
+        self.log(f"warning: {self.path} {problem}; moved it to {aside} and started a new record")
+        return {"train": [], "eval": []}
 
     def _writer(self, split: str):
         if split not in self._writers:

@@ -23,7 +23,7 @@ from absl import (
 )
 
 import gin
-from goaldriven import atomic_write, cli_config, distribute
+from goaldriven import atomic_write, cli_config, distribute, workdir_lock
 from goaldriven.tasks import loop
 
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files (repeatable; later ones override).")
@@ -36,6 +36,9 @@ _MODE = flags.DEFINE_enum(
     "train",
     list(loop.MODES),
     "train: train (resuming if possible), then evaluate; eval: evaluate the last checkpoint.",
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "With --mode=eval: write the evaluation here; the workdir is only read (archived runs)."
 )
 
 
@@ -81,9 +84,12 @@ def main(argv: list[str]) -> None:
     if not _WORKDIR.value:
         _fail("--workdir is required: a folder (local or gs://) for checkpoints, logs and evaluations.")
     _parse_gin()
+    outputs = _OUTPUT_DIR.value or _WORKDIR.value
     try:
         strategy = distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value)
-        write_config = _config_writer(_WORKDIR.value, distribute.is_chief(strategy))
+        # An evaluation reads the training config's checkpoints and never rewrites that config.
+        training = _MODE.value == "train" and distribute.is_chief(strategy)
+        write_config = _config_writer(_WORKDIR.value, training)
         try:
             run = gin.get_configurable(loop.run)
         except (ValueError, KeyError):
@@ -95,20 +101,31 @@ def main(argv: list[str]) -> None:
             strategy=strategy,
             workdir=_WORKDIR.value,
             mode=_MODE.value,
+            output_dir=_OUTPUT_DIR.value,
             on_built=write_config,
             log=lambda line: print(line, flush=True),
         )
         write_config()
-    except (ValueError, FileNotFoundError, ImportError, loop.NonFiniteLossError) as e:
-        trace_path = os.path.join(_WORKDIR.value, "error_traceback.txt")
-        try:
-            os.makedirs(_WORKDIR.value, exist_ok=True)
-            with open(trace_path, "w") as f:
-                traceback.print_exc(file=f)
-        except OSError:
-            trace_path = "not written"
-        _fail(f"{' '.join(str(e).split())} (traceback: {trace_path})")
-    print(f"done: status {result['status']} at step {result['step']}; outputs in {_WORKDIR.value}", flush=True)
+    except (ValueError, FileNotFoundError, ImportError, loop.NonFiniteLossError, workdir_lock.WorkdirBusyError) as e:
+        _fail(f"{' '.join(str(e).split())} (traceback: {_write_traceback(outputs)})")
+    except OSError as e:  # a full disk, a quota, a folder that cannot be written, a missing file
+        where = f" ({e.filename})" if e.filename else ""
+        _fail(
+            f"cannot read or write a file{where}: {e.strerror or e}. Free space on that disk, check its permissions, "
+            f"or use another --workdir (traceback: {_write_traceback(outputs)})"
+        )
+    print(f"done: status {result['status']} at step {result['step']}; outputs in {outputs}", flush=True)
+
+
+def _write_traceback(folder: str) -> str:
+    """Writes the current exception's traceback to <folder>/error_traceback.txt; returns the path or 'not written'."""
+    path = os.path.join(folder, "error_traceback.txt")
+    try:
+        with atomic_write.atomic_open(path) as f:
+            traceback.print_exc(file=f)
+    except OSError:
+        return "not written"
+    return path
 
 
 def run_main() -> None:

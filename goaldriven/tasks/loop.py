@@ -25,68 +25,15 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from goaldriven import checkpointing, distribute, reporting, runtime
+from goaldriven import checkpointing, distribute, reporting, workdir_lock
 from goaldriven import hooks as loop_hooks
-from goaldriven.tasks import base, train_step
+from goaldriven.tasks import base, loop_settings, train_step
 
-PRECISIONS = ("float32", "mixed_bfloat16")
-MODES = ("train", "eval")
+PRECISIONS, MODES = loop_settings.PRECISIONS, loop_settings.MODES
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """How a run trains (the arguments of `run` other than task, strategy, optimizer, hooks and callbacks)."""
-
-    workdir: str
-    train_steps: int
-    global_batch_size: int
-    steps_per_loop: int = 100
-    checkpoint_every: int = 1000
-    max_checkpoints: int = 3
-    precision: str = "float32"
-    jit_compile: bool = False
-    seed: int = 0
-    clip_global_norm: float | None = None
-    clip_value: float | None = None
-    mode: str = "train"
-    evaluate_at_end: bool = True
-    evaluate_at_start: bool = False
-    eval_every: int = 0
-
-    def validate(self, strategy: tf.distribute.Strategy) -> None:
-        """Raises ValueError naming the setting and the fix (before anything is built)."""
-        if not self.workdir:
-            raise ValueError("workdir is empty; pass --workdir=<folder for checkpoints and logs>.")
-        if not isinstance(self.train_steps, int) or self.train_steps < 0:
-            raise ValueError(
-                f"train_steps must be an integer >= 0 (0: evaluate the untrained model); received {self.train_steps!r}."
-            )
-        for name in ("steps_per_loop", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer; received {value!r}.")
-        if self.eval_every < 0:
-            raise ValueError(
-                f"eval_every must be >= 0 (0 disables evaluation during training); received {self.eval_every}."
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision {self.precision!r} is not supported; use one of {PRECISIONS} "
-                "(mixed_float16 would need loss scaling, which TPUs do not need)."
-            )
-        if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} is not one of {MODES}.")
-        runtime.check_global_batch_size(self.global_batch_size, strategy.num_replicas_in_sync)
-        devices = getattr(strategy.extended, "worker_devices", ())
-        if self.jit_compile and strategy.num_replicas_in_sync > 1 and all("CPU" in d.upper() for d in devices):
-            raise ValueError(
-                "jit_compile=True under a multi-replica CPU strategy fails in TensorFlow "
-                "(keras-team/keras#18716); set JIT_COMPILE = False or use --strategy=cpu."
-            )
 
 
 def run(
@@ -110,6 +57,7 @@ def run(
     evaluate_at_end: bool = True,
     evaluate_at_start: bool = False,
     eval_every: int = 0,
+    output_dir: str | None = None,
     hooks: Sequence[loop_hooks.LoopHook] = (),
     on_built: Callable[[], None] | None = None,
     log: Callable[[str], None] = print,
@@ -138,6 +86,8 @@ def run(
       evaluate_at_end: run `task.evaluate` after the last step.
       evaluate_at_start: also evaluate the untrained model when a run starts from scratch (the "before" figures).
       eval_every: also evaluate every this many steps (0: never during training).
+      output_dir: mode="eval" only: where the evaluation and metrics.json go instead of the workdir (which is then
+        only read: an archived, read-only run can be evaluated).
       hooks: loop hooks of this run, after the task's own (goaldriven/hooks.py), e.g. a learning rule's training
         (`alignment.training.AlignmentTraining(...)`: its optimizer and schedule, alternation, delay, update noise,
         diagnostics; a model with aligned layers gets one with the defaults when no hook trains them).
@@ -148,7 +98,7 @@ def run(
       {"step": last step, "status": "finished" | "preempted" | "evaluated", "train": last train metrics,
        "eval": evaluation metrics}.
     """
-    settings = Settings(
+    settings = loop_settings.Settings(
         workdir=workdir,
         train_steps=train_steps,
         global_batch_size=global_batch_size,
@@ -164,6 +114,7 @@ def run(
         evaluate_at_end=evaluate_at_end,
         evaluate_at_start=evaluate_at_start,
         eval_every=eval_every,
+        output_dir=output_dir,
     )
     settings.validate(strategy)
     hooks = [*task.hooks(), *hooks]
@@ -171,13 +122,15 @@ def run(
         hook.check(train_steps=train_steps, steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
+    lock = workdir_lock.hold(settings.outputs, mode, log) if distribute.is_chief(strategy) else contextlib.nullcontext()
     try:
-        session = _build(task, strategy, lambda: optimizer(learning_rate=learning_rate), hooks, settings, log)
-        if on_built is not None:
-            on_built()
-        if mode == "eval":
-            return session.evaluate_checkpoint()
-        return _train(session)
+        with lock:
+            session = _build(task, strategy, lambda: optimizer(learning_rate=learning_rate), hooks, settings, log)
+            if on_built is not None:
+                on_built()
+            if mode == "eval":
+                return session.evaluate_checkpoint()
+            return _train(session)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -187,7 +140,7 @@ class _Session:
     """One run's built state: what `_train` and the evaluations work on."""
 
     task: base.Task
-    settings: Settings
+    settings: loop_settings.Settings
     prepared: train_step.Prepared
     checkpointer: checkpointing.Checkpointer
     reporter: reporting.Reporter
@@ -200,7 +153,7 @@ class _Session:
         return self.prepared.state
 
     def evaluate(self, step: int) -> dict[str, Any]:
-        strategy, workdir = self.state.strategy, self.settings.workdir
+        strategy, workdir = self.state.strategy, self.settings.outputs
         if self.state.is_chief:
             out_dir = _fresh_directory(os.path.join(workdir, "eval", f"step_{step}"), self.log)
         else:
@@ -222,9 +175,8 @@ class _Session:
         return {"step": self.start, "status": "evaluated", "train": {}, "eval": metrics}
 
 
-def _build(task, strategy, make_optimizer, hooks, settings: Settings, log) -> _Session:
+def _build(task, strategy, make_optimizer, hooks, settings: loop_settings.Settings, log) -> _Session:
     """Model, optimizer and hooks in the strategy scope, the checkpoint (restored if one exists), the reporter."""
-    os.makedirs(settings.workdir, exist_ok=True)
     chief = distribute.is_chief(strategy)
     keras.utils.set_random_seed(settings.seed)
     with strategy.scope():
@@ -252,8 +204,10 @@ def _build(task, strategy, make_optimizer, hooks, settings: Settings, log) -> _S
         step=prepared.state.step,
         **prepared.trackables,
     )
-    restored = checkpointer.restore_latest()
-    reporter = reporting.Reporter(settings.workdir, total_steps=settings.train_steps, is_chief=chief, log=log)
+    if chief and settings.mode == "train":
+        checkpointer.remove_interrupted_saves(log)
+    restored = checkpointer.restore_latest(log)
+    reporter = reporting.Reporter(settings.outputs, total_steps=settings.train_steps, is_chief=chief, log=log)
     n_params = sum(int(tf.size(v)) for v in model.trainable_variables)
     log(
         f"{task.name}: {n_params:,} trainable parameters, {strategy.num_replicas_in_sync} replica(s) "
@@ -263,7 +217,7 @@ def _build(task, strategy, make_optimizer, hooks, settings: Settings, log) -> _S
     return _Session(task, settings, prepared, checkpointer, reporter, restored, start, log)
 
 
-def _loop_length(step: int, settings: Settings, hooks) -> int:
+def _loop_length(step: int, settings: loop_settings.Settings, hooks) -> int:
     """Steps of the next compiled loop: up to the next progress line, checkpoint, end, or step a hook needs."""
     n = min(
         settings.steps_per_loop,
@@ -286,13 +240,15 @@ def _train(session: _Session) -> dict[str, Any]:
     for hook in hooks:
         hook.on_train_begin(state, start)
     loops: dict[tuple, Callable] = {}
+    finite = _finiteness_check(session)
     dataset = strategy.distribute_datasets_from_function(
         lambda ctx: task.train_dataset(
             global_batch_size=settings.global_batch_size, input_context=ctx, start_step=start, seed=settings.seed
         )
     )
     iterator = iter(dataset)
-    step, values, last_saved = start, {}, start if session.restored else None
+    step, values = start, {}
+    last_saved, last_path = (start, session.restored) if session.restored else (None, None)
     with _preemption_guard() as stop_requested:
         while step < settings.train_steps:
             n, key = _loop_length(step, settings, hooks), loop_hooks.phase_key(hooks, step)
@@ -316,24 +272,19 @@ def _train(session: _Session) -> dict[str, Any]:
             sums = loops[key](iterator, tf.constant(n, tf.int32))
             values = {name: float(value) / n for name, value in sums.items()}
             elapsed = time.perf_counter() - began
-            if not all(math.isfinite(v) for v in values.values()):
+            if not all(math.isfinite(v) for v in values.values()) or not bool(finite()):
                 reporter.status(status="non_finite_loss", step=step)
-                raise NonFiniteLossError(
-                    f"non-finite loss ({reporting.format_metrics(values)}) in steps {step + 1}-{step + n}; training "
-                    f"stopped. The last good checkpoint is {ckpt.latest} (step {last_saved}); rerunning resumes from it. "
-                    "Lower the learning rate, set clip_global_norm, or use float32 precision."
-                )
+                raise NonFiniteLossError(_divergence_message(values, step, n, last_path, last_saved))
             step += n
             state.step.assign(step)
             reporter.train(step, values, steps_per_second=n / elapsed, steps_done=n)
             for hook in hooks:
                 hook.on_loop_end(state, step)
             if step % settings.checkpoint_every == 0 or step == settings.train_steps:
-                ckpt.save(step)
-                last_saved = step
+                last_path, last_saved = ckpt.save(step), step
             if stop_requested():
                 if last_saved != step:
-                    ckpt.save(step)
+                    last_path, last_saved = ckpt.save(step), step
                 log(f"stop signal received: checkpoint at step {step} written to {ckpt.directory}; rerun to resume.")
                 reporter.status(status="preempted", step=step)
                 return {"step": step, "status": "preempted", "train": values, "eval": {}}
@@ -346,6 +297,42 @@ def _train(session: _Session) -> dict[str, Any]:
     metrics = session.evaluate(step) if settings.evaluate_at_end else {}
     reporter.status(status="finished", step=step)
     return {"step": step, "status": "finished", "train": values, "eval": metrics}
+
+
+def _finiteness_check(session: _Session) -> Callable[[], tf.Tensor]:
+    """A compiled check that every float variable a checkpoint would hold (model, optimizers, hooks) is finite: a
+    checkpoint is only written from such a state, so the last checkpoint is always a good one."""
+    tracked = [session.state.model, session.state.optimizer, *session.prepared.trackables.values()]
+    variables, seen = [], set()
+    for item in tracked:
+        for v in item if isinstance(item, list | tuple) else getattr(item, "variables", [item]):
+            if isinstance(v, tf.Variable) and v.dtype.is_floating and id(v) not in seen:
+                seen.add(id(v))
+                variables.append(v)
+
+    @tf.function
+    def finite():
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables] or [True])
+
+    return finite
+
+
+def _divergence_message(values: dict, step: int, n: int, latest: str | None, last_saved: int | None) -> str:
+    what = (
+        f"non-finite loss ({reporting.format_metrics(values)})"
+        if not all(math.isfinite(v) for v in values.values())
+        else "non-finite weights or optimizer state"
+    )
+    fix = "Lower the learning rate, set clip_global_norm, or use float32 precision"
+    if latest is None:
+        return (
+            f"{what} in steps {step + 1}-{step + n}; training stopped before any checkpoint was written. {fix}, and "
+            "rerun from scratch (the workdir holds no checkpoint to resume from)."
+        )
+    return (
+        f"{what} in steps {step + 1}-{step + n}; training stopped. The last good checkpoint is {latest} (step "
+        f"{last_saved}), whose weights are finite; rerunning resumes from it. {fix}."
+    )
 
 
 def _fresh_directory(path: str, log: Callable[[str], None]) -> str:

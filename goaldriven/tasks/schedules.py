@@ -167,3 +167,19 @@ def train_steps_for_epochs(
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0. Received: {epochs}")
     return int(math.ceil(epochs * imagenet_steps_per_epoch(global_batch_size, num_examples)))
+
+
+def warmup_cosine_decay(
+    base_learning_rate: float, *, warmup_steps: int, train_steps: int
+) -> keras.optimizers.schedules.CosineDecay:
+    """Linear warm-up 0 -> base over `warmup_steps`, then cosine decay over `train_steps` further steps (the digits
+    recipe). `train_steps = 0` (an untrained control) gives a schedule that is never read; Keras needs decay_steps > 0.
+    """
+    if train_steps < 0 or warmup_steps < 0:
+        raise ValueError(f"steps must be >= 0. Received: warmup_steps={warmup_steps}, train_steps={train_steps}")
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=base_learning_rate,
+        warmup_steps=warmup_steps,
+        decay_steps=max(train_steps, 1),
+    )
