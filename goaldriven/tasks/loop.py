@@ -306,7 +306,7 @@ def _finiteness_check(session: _Session) -> Callable[[], tf.Tensor]:
     variables, seen = [], set()
     for item in tracked:
         for v in item if isinstance(item, list | tuple) else getattr(item, "variables", [item]):
-            if isinstance(v, tf.Variable) and v.dtype.is_floating and id(v) not in seen:
+            if isinstance(v, tf.Variable | keras.Variable) and tf.as_dtype(v.dtype).is_floating and id(v) not in seen:
                 seen.add(id(v))
                 variables.append(v)
 
