@@ -41,9 +41,11 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
         else:
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the output follows the user's umask like open()
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(e, OSError) and not e.filename and e.errno:
+            raise OSError(e.errno, e.strerror, path) from e  # name the file (a write error does not)
         raise
 
 

@@ -4,6 +4,7 @@ Library code never imports this module (nor gin). `parse_gin_config` raises `Con
 names the problem and the fix; `parse_gin` is the entry points' variant, which prints that line and exits with code 2.
 """
 
+import os
 import re
 import sys
 from typing import Sequence
@@ -119,11 +120,15 @@ def check_macro_values() -> None:
 
 
 def warn_unused_file_macros(files: Sequence[str]) -> list[str]:
-    """Warns (stderr) about macros set in the given files that no config reads, as the command line refuses them."""
+    """Warns (stderr) about macros set in the user's own files (not the packaged configs, which serve several tasks)
+    that no config reads, as the command line refuses them."""
     config = gin.config_str()
     used = set(re.findall(r"%([A-Z][A-Z0-9_]*)", config))
+    roots = [str(root) + os.sep for root in config_paths.gin_roots()]
     warnings = []
     for path in files:
+        if any(os.path.abspath(path).startswith(root) for root in roots):
+            continue
         with open(path, encoding="utf-8") as f:
             for name in re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", f.read(), flags=re.MULTILINE):
                 if name not in used:

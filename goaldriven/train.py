@@ -11,6 +11,7 @@ same command resumes from the last checkpoint in --workdir. Command-line knobs a
 """
 
 import os
+import re
 import time
 import traceback
 
@@ -107,14 +108,30 @@ def main(argv: list[str]) -> None:
         )
         write_config()
     except (ValueError, FileNotFoundError, ImportError, loop.NonFiniteLossError, workdir_lock.WorkdirBusyError) as e:
-        _fail(f"{' '.join(str(e).split())} (traceback: {_write_traceback(outputs)})")
+        _fail(f"{_one_line(e)} (traceback: {_write_traceback(outputs)})")
     except OSError as e:  # a full disk, a quota, a folder that cannot be written, a missing file
-        where = f" ({e.filename})" if e.filename else ""
+        original = next((x for x in _chain(e) if isinstance(x, OSError) and x.filename), e)
+        where = f" {original.filename}" if original.filename else ""
         _fail(
-            f"cannot read or write a file{where}: {e.strerror or e}. Free space on that disk, check its permissions, "
-            f"or use another --workdir (traceback: {_write_traceback(outputs)})"
+            f"cannot write{where}: {original.strerror or _one_line(original)}. Free space on that disk, check its "
+            f"permissions and quotas, or use another --workdir (traceback: {_write_traceback(outputs)})"
         )
     print(f"done: status {result['status']} at step {result['step']}; outputs in {outputs}", flush=True)
+
+
+def _chain(error: BaseException):
+    """The error and the errors it was raised from or during (gin re-raises errors with its own message)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line, without the "In call to configurable ..." that gin appends."""
+    text = re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)", "", str(error))
+    return " ".join(text.split())
 
 
 def _write_traceback(folder: str) -> str:

@@ -59,3 +59,41 @@ def test_experiment_parses_and_builds(path):
 def test_every_experiment_is_listed():
     names = config_paths.list_experiments()
     assert {os.path.join("experiments", os.path.basename(p)) for p in EXPERIMENTS} <= set(names)
+
+
+ONE_EXPERIMENT_PER_TASK = (
+    "path_integration__quick.gin",
+    "imagenet__resnet18_v1.gin",
+    "cifar10__rgc_shallow.gin",
+    "digits__small_resnet8.gin",
+)
+
+
+@pytest.mark.parametrize("experiment", ONE_EXPERIMENT_PER_TASK)
+def test_zero_train_steps_builds_every_tasks_schedule_and_optimizer(experiment):
+    """TRAIN_STEPS = 0 (the untrained control) must configure every task's learning rate and optimizer."""
+    try:
+        cli_config.parse_gin_config([f"experiments/{experiment}", "testing/smoke.gin"], ["TRAIN_STEPS = 0"], clear=True)
+        rate = gin.query_parameter("loop.run.learning_rate")
+        rate = rate.scoped_configurable_fn() if isinstance(rate, gin.config.ConfigurableReference) else rate
+        optimizer = gin.query_parameter("loop.run.optimizer").scoped_configurable_fn(learning_rate=rate)
+        assert np.isfinite(float(optimizer.learning_rate))
+    finally:
+        gin.clear_config()
+
+
+def test_digits_untrained_control_trains_zero_steps_and_evaluates(tmp_path):
+    from goaldriven.tasks import loop  # pylint: disable=g-import-not-at-top
+    from tests import strategies  # pylint: disable=g-import-not-at-top
+
+    try:
+        cli_config.parse_gin_config(
+            ["experiments/digits__small_resnet8.gin"], ["TRAIN_STEPS = 0", "IMAGE_SIZE = 8"], clear=True
+        )
+        result = gin.get_configurable(loop.run)(
+            strategy=strategies.one_device(), workdir=str(tmp_path), log=lambda line: None
+        )
+    finally:
+        gin.clear_config()
+    assert result["status"] == "finished" and result["step"] == 0
+    assert 0.0 <= result["eval"]["top1"] <= 1.0 and result["eval"]["examples"] > 400
