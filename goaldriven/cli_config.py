@@ -43,6 +43,13 @@ def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str] = (), *, 
         files = [config_paths.resolve_gin_file(name) for name in gin_files]
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from e
+    for name, packaged in config_paths.shadowed_includes(files):
+        print(
+            f"warning: include {name!r} is read from {os.path.abspath(name)} in the current directory, not the packaged "
+            f"{packaged}; run from another folder or rename the local file to use the packaged config",
+            file=sys.stderr,
+            flush=True,
+        )
     if clear:
         gin.clear_config()
     for root in config_paths.gin_roots():

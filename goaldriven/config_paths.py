@@ -10,6 +10,7 @@ configs (written relative to the gin root, `include 'tasks/path_integration.gin'
 
 import os
 import pathlib
+import re
 
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -39,6 +40,31 @@ def resolve_gin_file(name: str) -> str:
         f"gin file {name!r} not found; looked in: {', '.join(looked)}. "
         "Pass a path to an existing .gin file, e.g. --gin_file=gin/experiments/path_integration__quick.gin."
     )
+
+
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.MULTILINE)
+
+
+def shadowed_includes(files: list[str]) -> list[tuple[str, str]]:
+    """(include, packaged path) for every include of `files` (recursively) that gin would read from the current
+    directory although a packaged config of that name exists: gin tries the working directory first, so a local
+    `models/zoo.gin` would run instead of the packaged one."""
+    roots = gin_roots()
+    shadowed, seen, pending = [], set(), list(files)
+    while pending:
+        path = pending.pop()
+        if path in seen or not os.path.isfile(path):
+            continue
+        seen.add(path)
+        with open(path, encoding="utf-8") as f:
+            includes = _INCLUDE.findall(f.read())
+        for name in includes:
+            packaged = [root / name for root in roots if (root / name).is_file()]
+            local = not os.path.isabs(name) and os.path.isfile(name)
+            if local and packaged and not os.path.samefile(name, packaged[0]):
+                shadowed.append((name, str(packaged[0])))
+            pending.append(name if local or os.path.isabs(name) else str(packaged[0]) if packaged else name)
+    return shadowed
 
 
 def list_experiments() -> list[str]:

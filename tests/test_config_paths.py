@@ -52,3 +52,25 @@ def test_installed_wheel_finds_its_configs(tmp_path):
         env={**os.environ, "PYTHONPATH": str(site)},
     ).stdout
     assert str(site / "goaldriven" / "gin_configs" / NAME) in out
+
+
+def test_a_local_file_shadowing_a_packaged_include_is_warned(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "zoo.gin").write_text("RUN_THIS = 1\n")
+    experiment = os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin")
+    code = f"from goaldriven import cli_config; cli_config.parse_gin_config([{experiment!r}])"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    warning = f"include 'models/zoo.gin' is read from {tmp_path / 'models' / 'zoo.gin'} in the current directory"
+    assert warning in proc.stderr and os.path.join("gin", "models", "zoo.gin") in proc.stderr, proc.stderr[-2000:]
+    assert config_paths.shadowed_includes([experiment]) == []  # from the checkout: nothing shadows
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    from goaldriven import atomic_write  # pylint: disable=g-import-not-at-top
+
+    previous = os.umask(0o027)
+    try:
+        atomic_write.write_json(str(tmp_path / "summary.json"), {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o640
