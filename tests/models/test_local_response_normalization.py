@@ -1,5 +1,5 @@
 """LocalResponseNormalization: against NumPy and tf.nn.local_response_normalization, gradients, config, mixed
-precision and argument checks."""
+precision, argument checks, and the shared layer harness."""
 
 import json
 
@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from goaldriven.models.local_response_normalization import LocalResponseNormalization
+from tests import layer_testing
 
 
 def _lrn_numpy(x, depth_radius, bias, alpha, beta):
@@ -76,3 +77,16 @@ def test_lrn_rejects_bad_arguments():
         LocalResponseNormalization(bias=0.0)
     with pytest.raises(ValueError, match="known channel count"):
         LocalResponseNormalization()(keras.KerasTensor((None, 4)))
+
+
+def test_harness():
+    """No weights: the harness's step checks that a finite, non-zero gradient reaches the input."""
+    x = 3.0 * tf.random.normal((2, 8, 8, 4))  # alpha * window sum ~ 0.1 * 5 * 9: the normalisation matters
+    layer = layer_testing.run_layer_test(
+        LocalResponseNormalization,
+        {"depth_radius": 2, "bias": 2.0, "alpha": 0.1, "beta": 0.75},
+        (x,),
+        expected_output_shape=(2, 8, 8, 4),
+        expected_num_trainable_weights=0,
+    )
+    assert layer.weights == []
