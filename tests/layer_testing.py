@@ -97,7 +97,7 @@ def _new_layer(cls, init_kwargs, call_args, build_fn):
 def _build(layer, call_args, build_fn):
     if build_fn is None:
         layer(*call_args)
-    else:
+    elif not layer.built:  # a deserialized layer is already built from its build config
         build_fn(layer)
 
 
