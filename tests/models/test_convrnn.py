@@ -1,5 +1,5 @@
 """The biological unroller: resize and harbor order, arrival times, blanks, decoders, FF equivalence, remat; the
-ConvRNN node under the shared layer harness."""
+ConvRNN node and readout under the shared layer harness."""
 
 import numpy as np
 import pytest
@@ -63,6 +63,17 @@ def test_node_harness(kind):
         output_fn=(lambda out: rgc_output_and_cell(out)) if kind == "rgc" else (lambda out: out[0]),
     )
     assert node.output_size == out_shape[1:3] and node.output_channels == out_shape[3]
+
+
+@pytest.mark.parametrize("kind", ["conv", "fc"])
+def test_readout_harness(kind):
+    layer_testing.run_layer_test(
+        convrnn_nodes.Readout,
+        {"num_classes": 5, "kind": kind, "weight_decay": 1e-3},
+        (tf.random.normal((2, 4, 4, 8)),),
+        expected_output_shape=(2, 5),
+        expected_num_trainable_weights=2,  # the conv's or the dense layer's kernel and bias
+    )
 
 
 def test_feedback_order_is_plain_string_sort_with_feedforward_first():
