@@ -95,7 +95,8 @@ class VectorUGRNNCell(keras.layers.Layer):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.units)
+        shape = (input_shape[0], self.units)
+        return shape, [shape]  # (h, [h]), as `call` returns
 
     def get_config(self):
         config = super().get_config()

@@ -210,6 +210,10 @@ class ConvNode(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
+        cell = None
+        if self.cell is not None:  # without its build config: `build` builds the cell, and a second build fails
+            cell = keras.saving.serialize_keras_object(self.cell)
+            cell.pop("build_config", None)
         config.update(
             filters=self.filters,
             kernel_size=self.kernel_size,
@@ -217,7 +221,7 @@ class ConvNode(keras.layers.Layer):
             activation=self.activation,
             block=self.block,
             pool=self.pool,
-            cell=None if self.cell is None else keras.saving.serialize_keras_object(self.cell),
+            cell=cell,
             rgc_inputs=self.rgc_inputs,
             weight_decay=self.weight_decay,
             init_scale=self.init_scale,

@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from goaldriven.alignment import layers, rules, scope
-from tests import strategies
+from tests import layer_testing, strategies
 
 RULE_NAMES = ("fa", "wm", "ia", "sa", "aa", "kp")
 
@@ -160,6 +160,44 @@ def test_config_round_trip_keeps_the_rule():
         )
         assert type(restored) is type(layer) and restored.rule == layer.rule
         assert restored.get_config() == layer.get_config()
+
+
+# ------------------------------------------------------------------------------------------------- harness
+# (class, constructor arguments, input shape, output shape, trainable weights under backprop, backward kernels)
+HARNESS_CASES = {
+    "dense": (layers.AlignedDense, {"units": 5, "activation": "tanh"}, (2, 3, 4), (2, 3, 5), 2, 1),
+    "conv": (
+        layers.AlignedConv2D,
+        {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "relu"},
+        (2, 8, 8, 4),
+        (2, 4, 4, 4),
+        2,
+        1,
+    ),
+    "separable": (
+        layers.AlignedSeparableConv2D,
+        {"filters": 4, "kernel_size": 3, "padding": "same", "depth_multiplier": 2, "pointwise_regularizer": "l2"},
+        (2, 8, 8, 4),
+        (2, 8, 8, 4),
+        3,
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", [None, "bp", "fa", "sa", "kp"])
+@pytest.mark.parametrize("kind", sorted(HARNESS_CASES))
+def test_harness(kind, rule):
+    """The shared layer checks; the step checks the task gradient only (R is collected by the training step)."""
+    cls, kwargs, x_shape, out_shape, n_plain, n_backward = HARNESS_CASES[kind]
+    layer = layer_testing.run_layer_test(
+        cls,
+        {**kwargs, "rule": rule},
+        (tf.random.normal(x_shape),),
+        expected_output_shape=out_shape,
+        expected_num_trainable_weights=n_plain + (0 if rule in (None, "bp") else n_backward),
+    )
+    assert len(layers.layer_backward_kernels(layer)) == (0 if rule in (None, "bp") else n_backward)
 
 
 # ------------------------------------------------------------------------------------------------- forward pass

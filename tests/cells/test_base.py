@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from goaldriven import cells
 from goaldriven.cells import base
+from tests import layer_testing
 from tests.cells import cell_testing
 
 
@@ -71,6 +72,16 @@ def test_hwc_layer_norm_mixed_bfloat16_keeps_float32_statistics():
     assert out.dtype == "bfloat16" and norm.gamma.dtype == "float32"
     expected = cell_testing.hwc_layer_norm(tf.cast(tf.cast(x, "bfloat16"), "float64").numpy(), 1.0, 0.0)
     np.testing.assert_allclose(tf.cast(out, "float32").numpy(), expected, atol=0.05)
+
+
+def test_hwc_layer_norm_harness():
+    layer_testing.run_layer_test(
+        base.HWCLayerNorm,
+        {"epsilon": 1e-6},
+        (2.0 * tf.random.normal((2, 8, 8, 4)) + 1.0,),
+        expected_output_shape=(2, 8, 8, 4),
+        expected_num_trainable_weights=2,  # gamma, beta
+    )
 
 
 def test_conv_cell_needs_static_map_and_matching_states():

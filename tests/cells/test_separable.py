@@ -1,4 +1,5 @@
-"""The fast depthwise kernel gradient equals TensorFlow's, for odd, even and rectangular (clipped) kernels."""
+"""The fast depthwise kernel gradient equals TensorFlow's, for odd, even and rectangular (clipped) kernels; the layer
+under the shared harness."""
 
 import keras
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from goaldriven.cells import separable
+from tests import layer_testing
 
 
 @pytest.mark.parametrize("kernel_shape", [(7, 7), (4, 4), (3, 2), (1, 1)])
@@ -41,3 +43,21 @@ def test_layer_matches_keras_separable_conv():
         for g_ours, g_theirs in zip(*grads):
             np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, out_size",
+    [
+        ({"padding": "same"}, 8),  # the fast depthwise kernel gradient
+        ({"padding": "same", "strides": 2}, 4),  # Keras's path
+        ({"padding": "valid", "depth_multiplier": 2}, 6),  # Keras's path
+    ],
+)
+def test_harness(kwargs, out_size):
+    layer_testing.run_layer_test(
+        separable.SeparableConv2D,
+        {"filters": 5, "kernel_size": 3, "activation": "tanh", **kwargs},
+        (tf.random.normal((2, 8, 8, 4)),),
+        expected_output_shape=(2, out_size, out_size, 5),
+        expected_num_trainable_weights=3,  # depthwise_kernel, pointwise_kernel, bias
+    )

@@ -1,10 +1,14 @@
-"""The biological unroller: resize and harbor order, arrival times, blanks, decoders, FF equivalence, remat."""
+"""The biological unroller: resize and harbor order, arrival times, blanks, decoders, FF equivalence, remat; the
+ConvRNN node and readout under the shared layer harness."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from goaldriven import cells
 from goaldriven.models import convrnn, convrnn_nodes, convrnn_zoo
+from tests import layer_testing
+from tests.cells.test_reciprocal_gated import _output_and_cell as rgc_output_and_cell
 
 
 def _images(seed, size=16, batch=2):
@@ -26,6 +30,50 @@ def test_harbor_concatenates_resized_others_in_given_order():
     assert out_ff is ff and fb.shape == (1, 4, 4, 4)
     np.testing.assert_array_equal(fb[0, :, :, 0], 1.0)
     np.testing.assert_array_equal(fb[0, :, :, 1:], 2.0)
+
+
+def _node_case(kind):
+    """(node kwargs, call args (feedforward, others, states), feedback channels, output shape, trainable weights)."""
+    ff, fb = tf.random.normal((2, 8, 8, 4)), [tf.random.normal((2, 4, 4, 3))]  # feedback at half size: resized
+    if kind == "plain_pool":  # pre conv (kernel, bias), stride 2 then the 2x2 pool: 8 -> 4 -> 2
+        return {"filters": 4, "strides": 2, "activation": "relu", "pool": True}, (ff,), 0, (2, 2, 2, 4), 2
+    if kind == "residual_ugrnn":  # pre conv 2 + cell 2 + post conv 2 + projection of the 7 harbor channels 1
+        cell = cells.ConvUGRNNCell(4, weight_decay=1e-3, name="conv4_cell")
+        kwargs = {"filters": 4, "block": "residual", "cell": cell, "weight_decay": 1e-3}
+        return kwargs, (ff, fb, [tf.random.normal((2, 8, 8, 4))]), 3, (2, 8, 8, 4), 7
+    # RGC Median node: pre conv 2 + the cell's 18: feedback 2, input_to_cell 2, tau_cell 3, gate_cell 3, input_to_out 2,
+    # gate_out 3, tau_out 3 (no projection: the residual input has the output's depth)
+    cell = cells.ReciprocalGatedCell.median(4, residual_channels=4, feedback_channels=3, cell_depth=3)
+    kwargs = {"filters": 4, "activation": None, "cell": cell, "rgc_inputs": True}
+    states = [tf.random.normal((2, 8, 8, 3)), tf.random.normal((2, 8, 8, 4))]
+    return kwargs, (ff, fb, states), 3, (2, 8, 8, 4), 20
+
+
+@pytest.mark.parametrize("kind", ["plain_pool", "residual_ugrnn", "rgc"])
+def test_node_harness(kind):
+    kwargs, call_args, other_channels, out_shape, n_weights = _node_case(kind)
+    node = layer_testing.run_layer_test(
+        convrnn_nodes.ConvNode,
+        kwargs,
+        call_args,
+        expected_output_shape=out_shape,
+        expected_num_trainable_weights=n_weights,
+        # a node's build needs its feedback channels, which are not a call shape (ConvRNN.build passes them)
+        build_fn=lambda layer: layer.build(tuple(call_args[0].shape), other_channels=other_channels),
+        output_fn=(lambda out: rgc_output_and_cell(out)) if kind == "rgc" else (lambda out: out[0]),
+    )
+    assert node.output_size == out_shape[1:3] and node.output_channels == out_shape[3]
+
+
+@pytest.mark.parametrize("kind", ["conv", "fc"])
+def test_readout_harness(kind):
+    layer_testing.run_layer_test(
+        convrnn_nodes.Readout,
+        {"num_classes": 5, "kind": kind, "weight_decay": 1e-3},
+        (tf.random.normal((2, 4, 4, 8)),),
+        expected_output_shape=(2, 5),
+        expected_num_trainable_weights=2,  # the conv's or the dense layer's kernel and bias
+    )
 
 
 def test_feedback_order_is_plain_string_sort_with_feedforward_first():
