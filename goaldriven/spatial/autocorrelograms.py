@@ -246,9 +246,9 @@ def _rotated_basis(shape: tuple[int, int], angle: float, order: int) -> scipy.sp
 
 
 @functools.lru_cache(maxsize=32)
-def _bilinear_rotation(shape: tuple[int, int], angle: float) -> scipy.sparse.csr_matrix:
-    """Bilinear rotation operator (order 1 needs no prefilter), (P, P)."""
-    return _rotated_basis(shape, angle, order=1)
+def _bilinear_rotation(shape: tuple[int, int], angle: float, nbins: int) -> scipy.sparse.csr_matrix:
+    """Bilinear rotation (order 1 needs no prefilter), rows restricted to the lags of the widest ring, (Q, P)."""
+    return _rotated_basis(shape, angle, order=1)[_ring_lags(shape, nbins)[0]]
 
 
 @functools.lru_cache(maxsize=32)
@@ -257,30 +257,31 @@ def _spline_interpolation(shape: tuple[int, int], angle: float, nbins: int) -> s
     return _rotated_basis(shape, angle, order=3)[_ring_lags(shape, nbins)[0]]
 
 
-def pearson_ring_correlations(sacs: np.ndarray, rings: np.ndarray) -> dict[int, np.ndarray]:
+def pearson_ring_correlations(sacs: np.ndarray, nbins: int) -> dict[int, np.ndarray]:
     """Pearson r over each ring between a SAC and its bilinear rotations, valid lags only: {angle: (u, k)}."""
     u, H, W = sacs.shape
-    valid = np.isfinite(sacs).reshape(u, -1)  # (u, P)
-    filled = np.where(valid, sacs.reshape(u, -1), 0.0)
-    ring_mat = rings.reshape(len(rings), -1).T.astype(np.float64)  # (P, k)
+    used, rings = _ring_lags((H, W), nbins)  # (Q,), sparse (k, Q)
+    flat = sacs.reshape(u, -1).T  # (P, u)
+    valid = np.isfinite(flat)
+    filled = np.where(valid, flat, 0.0)
+    valid_used = valid[used]  # (Q, u)
     corrs = {}
     for angle in ANGLES:
-        op = _bilinear_rotation((H, W), angle)
+        op = _bilinear_rotation((H, W), angle, nbins)  # (Q, P)
         # A rotated lag is valid only if all the lags it interpolates from are valid (rotated mask > 0.99), so the
         # zeros standing in for NaN never leak into the values used.
-        rot = (op @ filled.T).T  # (u, P)
-        rot_valid = (op @ valid.T.astype(np.float64)).T > 0.99
-        joint = valid & rot_valid  # (u, P)
-        a = np.where(joint, filled, 0.0)
+        rot = op @ filled  # (Q, u)
+        joint = valid_used & (op @ valid.astype(np.float64) > 0.99)
+        a = np.where(joint, filled[used], 0.0)
         b = np.where(joint, rot, 0.0)
-        n = joint.astype(np.float64) @ ring_mat  # (u, k)
-        sa, sb = a @ ring_mat, b @ ring_mat
-        saa, sbb, sab = (a * a) @ ring_mat, (b * b) @ ring_mat, (a * b) @ ring_mat
+        n = rings @ joint.astype(np.float64)  # (k, u)
+        sa, sb = rings @ a, rings @ b
+        saa, sbb, sab = rings @ (a * a), rings @ (b * b), rings @ (a * b)
         var_a, var_b = n * saa - sa * sa, n * sbb - sb * sb
         with np.errstate(invalid="ignore", divide="ignore"):
             r = (n * sab - sa * sb) / np.sqrt(var_a * var_b)
         r[(n < 3) | (var_a <= 1e-12 * n * n) | (var_b <= 1e-12 * n * n)] = np.nan
-        corrs[angle] = r
+        corrs[angle] = r.T
     return corrs
 
 

@@ -178,7 +178,6 @@ def grid_scores(
     nbins = min(h, w) if nbins is None else nbins
     if int(nbins) != nbins or nbins < 2:
         raise ValueError(f"nbins must be an integer >= 2; received {nbins!r}.")
-    rings = ring_masks((2 * h - 1, 2 * w - 1), nbins)
     out = {key: [] for key in ("score60", "score90", "mask60", "mask90", "sacs")}
     for start in range(0, u, _CHUNK):
         chunk = ratemaps[start : start + _CHUNK]
@@ -187,7 +186,7 @@ def grid_scores(
             r = reference_ring_correlations(sacs, int(nbins))  # {angle: (u, k)}
         else:
             sacs = spatial_autocorrelogram(chunk, min_overlap)
-            r = pearson_ring_correlations(sacs, rings)
+            r = pearson_ring_correlations(sacs, int(nbins))
         if method == "mean":
             s60 = (r[60] + r[120]) / 2 - (r[30] + r[90] + r[150]) / 3
         else:
