@@ -1,9 +1,10 @@
-"""How often do non-grid maps pass the grid-cell threshold (grid score > 0.3)? Conventional vs strict SAC.
+"""How often do non-grid maps pass the grid-cell threshold (grid score > 0.3)? Reference vs Pearson vs strict SAC.
 
 Null maps: smooth random fields (white noise filtered with a Gaussian of sigma = 2 bins, raw and rectified) on
 20 x 20 bins, the thesis' rate-map size. Positive controls: rectified hexagonal patterns (three plane waves at 60
-degrees) with random period (5-12 bins), phase and orientation. For each SAC minimum overlap (20 bins: the
-conventional scorer; 150 = 37.5% of the bins: STRICT_MIN_OVERLAP_FRACTION) prints the fraction above 0.3.
+degrees) with random period (5-12 bins), phase and orientation. Prints the fraction above 0.3 for the default
+scorer (sac="reference", the GridScorer the thesis used, no minimum overlap) and for the Pearson SAC with each
+minimum overlap (20 bins; ...; 150 = 37.5% of the bins: sac="strict", STRICT_MIN_OVERLAP_FRACTION).
 
 Usage: python bench/grid_score_null.py [--out bench/results/grid_score_null.json] [--maps 500]
 """
@@ -52,15 +53,15 @@ def main():
     }
     strict = int(np.ceil(spatial_scores.STRICT_MIN_OVERLAP_FRACTION * N_BINS * N_BINS))
     result = {"bins": N_BINS, "maps_per_set": args.maps, "threshold": spatial_scores.GRID_THRESHOLD, "rows": []}
-    for min_overlap in (20, 50, 100, strict):
-        row = {"min_overlap": min_overlap}
+    scorers = [("reference", None)] + [("pearson", m) for m in (20, 50, 100)] + [("strict", None)]
+    for sac, min_overlap in scorers:
+        row = {"sac": sac, "min_overlap": strict if sac == "strict" else min_overlap}
         for name, maps in sets.items():
-            scores = spatial_scores.grid_scores(maps, min_overlap=min_overlap)["score60"]
+            scores = spatial_scores.grid_scores(maps, sac=sac, min_overlap=min_overlap)["score60"]
             row[name] = spatial_scores.fraction_above(scores, spatial_scores.GRID_THRESHOLD)
         result["rows"].append(row)
-        print(
-            f"min_overlap {min_overlap:3d}: " + ", ".join(f"{k} {v:.1%}" for k, v in row.items() if k != "min_overlap")
-        )
+        label = f"{sac} (min_overlap {row['min_overlap']})" if row["min_overlap"] else f"{sac} (no min_overlap)"
+        print(f"{label:31s}: " + ", ".join(f"{k} {row[k]:.1%}" for k in sets))
     atomic_write.write_json(args.out, result)
     print(f"wrote {args.out}")
 

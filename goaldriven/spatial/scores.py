@@ -1,60 +1,100 @@
 """Grid and border scores of spatial rate maps.
 
-Reference: A. Nayebi, PhD thesis (Stanford), Chapter 4, Section 4.8.4; Langston et al.
-2010 (grid score); Banino et al. 2018 (ring masks, "min/max" variant); Solstad et al.
-2008 (border score).
+Reference: A. Nayebi, PhD thesis (Stanford), Chapter 4, Section 4.8.4; Langston et al. 2010 and Sargolini et al.
+2006 (grid score); Banino et al. 2018 (ring masks and the `GridScorer` of DeepMind's grid-cells code, vendored
+unchanged in Sorscher et al.'s grid-pattern-formation, the scorer the thesis used); Solstad et al. 2008 (border).
 
-Spatial autocorrelogram (SAC) of a rate map r with NaN (unvisited) bins: for each lag
-l, the Pearson correlation of r(p) and r(p + l) over the bins p valid in both. With
-m the validity mask and x = r * m, every sum is a cross-correlation done by FFT:
+Grid score, default `sac="reference"`: the reference GridScorer, reproduced for any map (the formulas below are
+written from its public description; tests/spatial/test_grid_reference.py checks them against a plain-loop
+version; computed by autocorrelograms.py):
 
-    N = m*m,  S1 = x*m,  S2 = m*x,  S11 = x^2*m,  S22 = m*x^2,  S12 = x*x
-    SAC(l) = (N S12 - S1 S2) / sqrt((N S11 - S1^2) (N S22 - S2^2)),
-    NaN where N < min_overlap.   Shape (2h-1, 2w-1), lag 0 at index (h-1, w-1).
+1. SAC. x = r with NaN bins set to 0: the reference zeroes NaN before it builds its validity mask, so unvisited
+   bins count as visited bins of rate 0. For a lag l = (dy, dx), over the N = (h - |dy|)(w - |dx|) bin pairs
+   (p, p + l) inside the map, with the means of that lag's windows (not of the whole map):
+       S1 = sum x(p), S2 = sum x(p + l), S11 = sum x(p)^2, S22 = sum x(p + l)^2, S12 = sum x(p) x(p + l)
+       cov = S12/N - S1 S2/N^2,   s1 = sqrt(S11/N - S1^2/N^2),   s2 = sqrt(S22/N - S2^2/N^2)
+       SAC(l) = cov / (s1 s2), and 0 where that is 0/0 (np.nan_to_num: a single pair, or a window of equal values).
+   No minimum overlap. Shape (2h-1, 2w-1), zero lag at (h-1, w-1).
+2. Rotation. R_a = scipy.ndimage.rotate(SAC, a, reshape=False) with its defaults: cubic B-spline (order=3,
+   prefilter=True), mode="constant", cval=0, about the array centre (the zero lag); a in 30, 45, ..., 150.
+3. Rings. d = sqrt(dy^2 + dx^2) bins from the zero lag; ring i holds 0.2 n < d <= RING_OUTER[i] n, with
+   RING_OUTER = linspace(0.4, 1.0, 10) and n = nbins (default min(h, w)).
+4. Ring correlation: not a Pearson r, the unrotated SAC's ring mean and variance normalise both terms and 1e-5 is
+   added to the variance. With A the number of lags in the ring:
+       mu = sum_ring SAC / A,   v = sum_ring (SAC - mu)^2 / A + 1e-5,   c_a = sum_ring (SAC - mu)(R_a - mu) / A / v
+5. Scores per ring, then the maximum over the ten rings (the first ring on ties):
+       method="mean"   (the thesis; the reference's default, min_max=False, used by DeepMind's and Sorscher's code):
+           score60 = (c60 + c120)/2 - (c30 + c90 + c150)/3
+       method="minmax" (the reference's min_max=True):   score60 = min(c60, c120) - max(c30, c90, c150)
+       both:   score90 = c90 - (c45 + c135)/2
+   Scores are finite for finite maps; a constant or all-NaN map has SAC 0 and scores 0 (ring 0). Non-square maps,
+   which the reference does not take, use the same formulas with the rings centred on the zero lag.
+Agreement with the reference: ~1e-10, computed in float64. Not reproduced: (i) the reference computes in the map's
+dtype, so float32 maps carry float32 rounding there (up to 1e-5 on the quick experiment's maps, and NaN for one
+untrained unit); (ii) where its one-pass variance is rounding error (a window of equal non-zero values, e.g. a
+constant map of 0.3, or a map on a huge constant offset) it divides rounding errors (0.297 for that map, NaN for
+an offset of 1e3); here such a lag (variance < 1e-12 of the window's mean square) is 0, like an exact 0/0.
 
-Grid scores: r_a is the Pearson correlation, over a ring of the SAC, between the SAC
-and the SAC rotated by a degrees. Ten rings, inner radius 0.2 n and outer radius in
-linspace(0.4, 1.0, 10) n (n = bins per side; distances in bins from the centre):
+Options (this module's scorer before the reference became the default; same rings, methods and max over rings):
+    sac="pearson": NaN bins are unvisited and left out. SAC(l) = Pearson r of r(p), r(p + l) over the pairs valid in
+        both, NaN where fewer than min_overlap (default 20) pairs; bilinear rotation (order=1), a rotated lag being
+        valid only if every lag it interpolates from is; c_a = Pearson r over the ring's lags valid in both
+        (NaN-free ones); NaN scores (ring -1) for constant maps.
+    sac="strict": "pearson" with min_overlap = ceil(STRICT_MIN_OVERLAP_FRACTION h w) (150 of 400 bins).
+    Passing min_overlap without sac selects "pearson" (the reference SAC has no overlap rule).
 
-    method="mean"   (thesis, Langston 2010):
-        score60 = mean(r60, r120) - mean(r30, r90, r150),   score90 = r90 - mean(r45, r135)
-    method="minmax" (Banino et al. 2018 code):
-        score60 = min(r60, r120) - max(r30, r90, r150),     score90 = r90 - mean(r45, r135)
+False positives (bench/grid_score_null.py, 20 x 20 maps; smooth random fields = Gaussian-filtered white noise,
+sigma = 2 bins): the reference scorer puts 25.4% of smooth random fields (24.4% rectified) above 0.3 (the Pearson
+SAC with >= 20 overlapping bins: 24.6%, 24.2%), because correlations over the few bins that overlap at large lags
+are noisy and the rings reach them. The strict SAC cuts that to 2.4% (2.8%) while every hexagon of period 5-12
+bins still passes, at the price of penalising grids whose period exceeds about half the box. Evaluations report
+both: the default fraction (comparable with the thesis) and the strict one.
 
-(the Banino code keeps the mean form for the 90-degree score in both modes). Each
-score is the maximum over the ten rings.
-
-False positives (measured by bench/grid_score_null.py on 20 x 20 maps): with the conventional SAC (every lag with
->= 20 overlapping bins, as in the Banino/Sorscher scorer the thesis used) about a quarter of smooth random fields
-(Gaussian-filtered white noise, sigma = 2 bins) score above 0.3, because correlations over the few bins that overlap
-at large lags are noisy and the ring masks reach them. Counting only lags with >= 37.5% of the bins overlapping
-(STRICT_MIN_OVERLAP_FRACTION; 150 of 400) cuts that to a few percent while hexagonal patterns still score > 1.
-Evaluations report both: the conventional fraction (comparable with the thesis) and the strict one.
-
-Border score (Solstad 2008): b = (CM - DM) / (CM + DM), where fields are 4-connected
-groups of >= min_field_bins bins with rate > field_threshold * peak; CM is the largest
-fraction of one wall's bins covered by one field; DM is the rate-weighted mean distance
-of field bins to the nearest wall, divided by half the shorter side.
+Border score (Solstad 2008): b = (CM - DM) / (CM + DM), where fields are 4-connected groups of >= min_field_bins
+bins with rate > field_threshold * peak; CM is the largest fraction of one wall's bins covered by one field; DM is
+the rate-weighted mean distance of field bins to the nearest wall, divided by half the shorter side.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import scipy.fft
 import scipy.ndimage
-import scipy.sparse
 
-# u: units, h/w: spatial bins, H/W = 2h-1/2w-1: SAC lags, k: ring masks, P = H*W
+from goaldriven.spatial.autocorrelograms import (
+    RING_INNER,
+    RING_OUTER,
+    pearson_ring_correlations,
+    reference_autocorrelogram,
+    reference_ring_correlations,
+    ring_masks,
+    spatial_autocorrelogram,
+)
+
+# u: units, h/w: spatial bins, H/W = 2h-1/2w-1: SAC lags, k: ring masks
+
+__all__ = [
+    "BORDER_THRESHOLD",
+    "GRID_THRESHOLD",
+    "RING_INNER",
+    "RING_OUTER",
+    "SAC_KINDS",
+    "STRICT_MIN_OVERLAP_FRACTION",
+    "border_score",
+    "border_scores",
+    "fraction_above",
+    "grid_score",
+    "grid_scores",
+    "reference_autocorrelogram",
+    "ring_masks",
+    "spatial_autocorrelogram",
+]
 
 GRID_THRESHOLD = 0.3  # grid cell: score60 > 0.3 (thesis)
 BORDER_THRESHOLD = 0.5  # border cell: border score > 0.5 (thesis)
-RING_INNER = 0.2  # inner ring radius, in units of n bins
-RING_OUTER = np.linspace(0.4, 1.0, 10)  # outer ring radii, in units of n bins
 STRICT_MIN_OVERLAP_FRACTION = 0.375  # strict SAC: lags where >= 37.5% of the bins overlap (see docstring)
-_ANGLES = (30, 45, 60, 90, 120, 135, 150)
+SAC_KINDS = ("reference", "pearson", "strict")
 _METHODS = ("mean", "minmax")
+_PEARSON_MIN_OVERLAP = 20
 _CHUNK = 512  # units per batch: bounds memory at ~100 MB for 20x20 maps
 
 
@@ -80,126 +120,25 @@ def _check_map(ratemap, fn: str) -> np.ndarray:
     return ratemap
 
 
-def _sacs(maps: np.ndarray, min_overlap: int) -> np.ndarray:
-    """NaN-aware Pearson autocorrelograms of a (u, h, w) stack -> (u, 2h-1, 2w-1)."""
-    u, h, w = maps.shape
-    valid = np.isfinite(maps)
-    # Standardise each map first: Pearson is invariant to it, and it keeps the
-    # moment differences below well conditioned.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        filled = np.where(valid, maps, 0.0)
-        n_valid = valid.sum((1, 2), keepdims=True)
-        mean = filled.sum((1, 2), keepdims=True) / n_valid
-        centred = np.where(valid, maps - mean, 0.0)
-        scale = np.sqrt((centred**2).sum((1, 2), keepdims=True) / n_valid)
-        x = np.where(scale > 0, centred / scale, 0.0)  # (u, h, w)
-    m = valid.astype(np.float64)
-    shape = (scipy.fft.next_fast_len(2 * h - 1, real=True), scipy.fft.next_fast_len(2 * w - 1, real=True))
-    fm, fx, fxx = (scipy.fft.rfft2(a, s=shape) for a in (m, x, x * x))
-
-    rows = np.r_[shape[0] - (h - 1) : shape[0], 0:h]  # lags -(h-1)..h-1
-    cols = np.r_[shape[1] - (w - 1) : shape[1], 0:w]
-
-    def xcorr(fa, fb):  # sum_p a(p) b(p + l), lag-centred
-        full = scipy.fft.irfft2(np.conj(fa) * fb, s=shape)
-        return full[:, rows][:, :, cols]
-
-    n = np.rint(xcorr(fm, fm))
-    s1, s2 = xcorr(fx, fm), xcorr(fm, fx)
-    s11, s22, s12 = xcorr(fxx, fm), xcorr(fm, fxx), xcorr(fx, fx)
-    var1, var2 = n * s11 - s1 * s1, n * s22 - s2 * s2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sac = (n * s12 - s1 * s2) / np.sqrt(var1 * var2)
-    tiny = 1e-10 * np.maximum(n, 1) ** 2
-    sac[(n < min_overlap) | (var1 <= tiny) | (var2 <= tiny)] = np.nan
-    return np.clip(sac, -1.0, 1.0)
-
-
-def spatial_autocorrelogram(ratemap: np.ndarray, min_overlap: int = 20) -> np.ndarray:
-    """NaN-aware Pearson spatial autocorrelogram of one rate map or a stack.
-
-    Args:
-        ratemap: (h, w) or (u, h, w); NaN marks unvisited bins.
-        min_overlap: lags whose overlap has fewer valid bin pairs are NaN.
-
-    Returns:
-        (2h-1, 2w-1) or (u, 2h-1, 2w-1) float64; zero lag at index (h-1, w-1) is 1
-        (NaN for a constant map).
-    """
-    ratemap = np.asarray(ratemap, dtype=np.float64)
-    if ratemap.ndim not in (2, 3):
-        raise ValueError(f"ratemap must be 2-D (h, w) or 3-D (u, h, w); received shape {ratemap.shape}.")
-    if int(min_overlap) != min_overlap or min_overlap < 2:
-        raise ValueError(f"min_overlap must be an integer >= 2; received {min_overlap!r}.")
-    if ratemap.ndim == 2:
-        return _sacs(ratemap[None], min_overlap)[0]
-    return _sacs(_check_stack(ratemap), min_overlap)
-
-
-def ring_masks(sac_shape: tuple[int, int], nbins: int) -> np.ndarray:
-    """The ten annuli used for grid scores, shape (k=10, H, W) bool.
-
-    Annulus i holds the lags at distance d (in bins) from the centre with
-    RING_INNER * nbins < d <= RING_OUTER[i] * nbins.
-    """
-    H, W = sac_shape
-    dy = np.arange(H)[:, None] - (H - 1) / 2
-    dx = np.arange(W)[None, :] - (W - 1) / 2
-    d = np.hypot(dy, dx)
-    return np.stack([(d > RING_INNER * nbins) & (d <= r * nbins) for r in RING_OUTER])
-
-
-@functools.lru_cache(maxsize=32)
-def _rotation_operator(shape: tuple[int, int], angle: float) -> scipy.sparse.csr_matrix:
-    """Sparse (P, P) matrix R with R @ img.ravel() == rotate(img, angle).ravel().
-
-    Bilinear rotation is linear in the image, so rotating the P basis images once
-    with scipy.ndimage.rotate (order=1, reshape=False, zero padding) gives the exact
-    operator; applying it to a stack is one sparse product instead of u calls.
-    """
-    n_pix = shape[0] * shape[1]
-    blocks = []
-    for start in range(0, n_pix, 256):
-        stop = min(start + 256, n_pix)
-        basis = np.zeros((stop - start, n_pix))
-        basis[np.arange(stop - start), np.arange(start, stop)] = 1.0
-        rotated = scipy.ndimage.rotate(
-            basis.reshape(-1, *shape), angle, axes=(1, 2), reshape=False, order=1, mode="constant", cval=0.0
-        )
-        blocks.append(scipy.sparse.csr_matrix(rotated.reshape(stop - start, n_pix)))
-    return scipy.sparse.vstack(blocks).T.tocsr()  # (P out, P in)
-
-
-def _rotation_correlations(sacs: np.ndarray, rings: np.ndarray) -> dict[int, np.ndarray]:
-    """Pearson r between each SAC and its rotations, per ring: {angle: (u, k)}."""
-    u, H, W = sacs.shape
-    valid = np.isfinite(sacs).reshape(u, -1)  # (u, P)
-    filled = np.where(valid, sacs.reshape(u, -1), 0.0)
-    ring_mat = rings.reshape(len(rings), -1).T.astype(np.float64)  # (P, k)
-    corrs = {}
-    for angle in _ANGLES:
-        op = _rotation_operator((H, W), angle)
-        # Bilinear interpolation; a rotated point is valid only if all the bins it
-        # interpolates from are valid (rotated mask > 0.99), so the zeros standing
-        # in for NaN never leak into the values used.
-        rot = (op @ filled.T).T  # (u, P)
-        rot_valid = (op @ valid.T.astype(np.float64)).T > 0.99
-        joint = valid & rot_valid  # (u, P)
-        a = np.where(joint, filled, 0.0)
-        b = np.where(joint, rot, 0.0)
-        n = joint.astype(np.float64) @ ring_mat  # (u, k)
-        sa, sb = a @ ring_mat, b @ ring_mat
-        saa, sbb, sab = (a * a) @ ring_mat, (b * b) @ ring_mat, (a * b) @ ring_mat
-        var_a, var_b = n * saa - sa * sa, n * sbb - sb * sb
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = (n * sab - sa * sb) / np.sqrt(var_a * var_b)
-        r[(n < 3) | (var_a <= 1e-12 * n * n) | (var_b <= 1e-12 * n * n)] = np.nan
-        corrs[angle] = r
-    return corrs
+def _resolve_sac(sac: str | None, min_overlap: int | None, n_bins: int) -> tuple[str, int | None]:
+    """(kind, min_overlap) from the grid_scores arguments; see the module docstring."""
+    if sac is None:
+        sac = "reference" if min_overlap is None else "pearson"
+    if sac not in SAC_KINDS:
+        raise ValueError(f"sac must be one of {SAC_KINDS}; received {sac!r}.")
+    if sac == "reference":
+        if min_overlap is not None:
+            raise ValueError("min_overlap applies to the Pearson SAC only; pass sac='pearson' with it, or drop it.")
+        return sac, None
+    if sac == "strict":
+        if min_overlap is not None:
+            raise ValueError("sac='strict' sets min_overlap itself; pass sac='pearson' to choose min_overlap.")
+        return sac, int(np.ceil(STRICT_MIN_OVERLAP_FRACTION * n_bins))
+    return sac, _PEARSON_MIN_OVERLAP if min_overlap is None else min_overlap
 
 
 def _nanmax_argmax(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Max and argmax over the last axis ignoring NaN; (NaN, -1) for all-NaN rows."""
+    """Max and first argmax over the last axis ignoring NaN; (NaN, -1) for all-NaN rows."""
     all_nan = np.isnan(scores).all(-1)
     filled = np.where(np.isnan(scores), -np.inf, scores)
     best = filled.argmax(-1)
@@ -211,36 +150,43 @@ def grid_scores(
     ratemaps: np.ndarray,
     *,
     method: str = "mean",
+    sac: str | None = None,
     nbins: int | None = None,
-    min_overlap: int = 20,
+    min_overlap: int | None = None,
     return_sacs: bool = False,
 ) -> dict[str, np.ndarray]:
     """60- and 90-degree grid scores of a stack of rate maps (batched over units).
 
     Args:
         ratemaps: (u, h, w); NaN marks unvisited bins.
-        method: "mean" (thesis / Langston 2010) or "minmax" (Banino et al. 2018).
+        method: "mean" (thesis, Langston 2010) or "minmax" (the reference's min_max=True).
+        sac: "reference" (default: the GridScorer the thesis used), "pearson" or "strict"; see the module docstring.
         nbins: n setting the ring radii; defaults to min(h, w).
-        min_overlap: minimum valid bin pairs per SAC lag (see spatial_autocorrelogram).
+        min_overlap: minimum valid bin pairs per lag of the Pearson SAC (default 20); given alone, selects
+            sac="pearson".
         return_sacs: also return the (u, 2h-1, 2w-1) autocorrelograms.
 
     Returns:
-        Dict with "score60" and "score90" ((u,) float, max over rings, NaN if no ring
-        gave a finite score), "mask60" and "mask90" ((u,) int index of the best ring
-        in RING_OUTER, -1 if none), and "sacs" if requested.
+        Dict with "score60" and "score90" ((u,) float, max over rings; NaN only if no ring gave a finite score),
+        "mask60" and "mask90" ((u,) int index of the best ring in RING_OUTER, -1 if none), and "sacs" if requested.
     """
     ratemaps = _check_stack(ratemaps)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}; received {method!r}.")
-    nbins = min(ratemaps.shape[1:]) if nbins is None else nbins
+    u, h, w = ratemaps.shape
+    kind, min_overlap = _resolve_sac(sac, min_overlap, h * w)
+    nbins = min(h, w) if nbins is None else nbins
     if int(nbins) != nbins or nbins < 2:
         raise ValueError(f"nbins must be an integer >= 2; received {nbins!r}.")
-    u, h, w = ratemaps.shape
-    rings = ring_masks((2 * h - 1, 2 * w - 1), nbins)
     out = {key: [] for key in ("score60", "score90", "mask60", "mask90", "sacs")}
     for start in range(0, u, _CHUNK):
-        sacs = spatial_autocorrelogram(ratemaps[start : start + _CHUNK], min_overlap)
-        r = _rotation_correlations(sacs, rings)  # {angle: (u, k)}
+        chunk = ratemaps[start : start + _CHUNK]
+        if kind == "reference":
+            sacs = reference_autocorrelogram(chunk)
+            r = reference_ring_correlations(sacs, int(nbins))  # {angle: (u, k)}
+        else:
+            sacs = spatial_autocorrelogram(chunk, min_overlap)
+            r = pearson_ring_correlations(sacs, int(nbins))
         if method == "mean":
             s60 = (r[60] + r[120]) / 2 - (r[30] + r[90] + r[150]) / 3
         else:
@@ -257,19 +203,21 @@ def grid_scores(
     return {key: np.concatenate(value) for key, value in out.items()}
 
 
-def grid_score(ratemap: np.ndarray, *, method: str = "mean", nbins: int | None = None) -> tuple[float, float]:
-    """60- and 90-degree grid scores of one rate map.
-
-    Args:
-        ratemap: (h, w); NaN marks unvisited bins.
-        method: "mean" (thesis) or "minmax" (Banino et al. 2018); see module docstring.
-        nbins: n setting the ring radii; defaults to min(h, w).
+def grid_score(
+    ratemap: np.ndarray,
+    *,
+    method: str = "mean",
+    sac: str | None = None,
+    nbins: int | None = None,
+    min_overlap: int | None = None,
+) -> tuple[float, float]:
+    """60- and 90-degree grid scores of one rate map; arguments as grid_scores.
 
     Returns:
-        (score60, score90) as floats; NaN if the map is constant or too sparse.
+        (score60, score90) as floats.
     """
     ratemap = _check_map(ratemap, "grid_scores")
-    scores = grid_scores(ratemap[None], method=method, nbins=nbins)
+    scores = grid_scores(ratemap[None], method=method, sac=sac, nbins=nbins, min_overlap=min_overlap)
     return float(scores["score60"][0]), float(scores["score90"][0])
 
 

@@ -87,8 +87,8 @@ def test_sac_stack_matches_single_maps():
 # ------------------------------------------------------------------ grid scores
 
 
-def reference_grid_score(ratemap, method):
-    """The documented definition, ring by ring, with ndimage.rotate and np.corrcoef."""
+def pearson_grid_score(ratemap, method):
+    """The documented sac="pearson" definition, ring by ring, with ndimage.rotate and np.corrcoef."""
     sac = spatial_autocorrelogram(ratemap)
     n = ratemap.shape[0]
     c = np.arange(2 * n - 1) - (n - 1)
@@ -114,7 +114,7 @@ def reference_grid_score(ratemap, method):
 
 
 @pytest.mark.parametrize("method", ["mean", "minmax"])
-def test_grid_score_matches_reference_definition(method):
+def test_pearson_grid_score_matches_its_definition(method):
     rng = np.random.default_rng(5)
     unvisited_block = hexagon(rotation=25.0)
     unvisited_block[:8] = np.nan  # SAC is NaN for |dy| >= 11: NaN edges inside the rings
@@ -125,7 +125,9 @@ def test_grid_score_matches_reference_definition(method):
         unvisited_block,
     ):
         m[rng.random((N, N)) < 0.2] = np.nan
-        np.testing.assert_allclose(grid_score(m, method=method), reference_grid_score(m, method), atol=1e-9)
+        np.testing.assert_allclose(
+            grid_score(m, method=method, sac="pearson"), pearson_grid_score(m, method), atol=1e-9
+        )
 
 
 def test_hexagonal_grid_scores_high_60_and_low_90():
@@ -184,8 +186,8 @@ def test_grid_scores_stack_matches_single_and_reports_masks():
     assert np.all((out["mask60"] >= 0) & (out["mask60"] < 10))
 
 
-def test_constant_map_scores_nan():
-    out = grid_scores(np.ones((1, N, N)))
+def test_constant_map_scores_nan_with_the_pearson_sac():
+    out = grid_scores(np.ones((1, N, N)), sac="pearson")  # the default (reference) scores 0: test_grid_reference.py
     assert np.isnan(out["score60"][0]) and out["mask60"][0] == -1
 
 
