@@ -164,8 +164,7 @@ def evaluate(
     for layer in layers:
         maps = accumulators[layer].ratemaps()
         grid = spatial_scores.grid_scores(maps, method=config.grid_method)
-        strict_overlap = int(np.ceil(spatial_scores.STRICT_MIN_OVERLAP_FRACTION * maps.shape[1] * maps.shape[2]))
-        strict = spatial_scores.grid_scores(maps, method=config.grid_method, min_overlap=strict_overlap)
+        strict = spatial_scores.grid_scores(maps, method=config.grid_method, sac="strict")
         border = spatial_scores.border_scores(maps)
         scores[layer] = {
             "score60": grid["score60"],
