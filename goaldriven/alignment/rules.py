@@ -37,10 +37,6 @@ import tensorflow as tf
 from goaldriven.alignment import primitives
 
 INPUT_NOISE = (None, "normal", "uniform")
-FLAGS = (
-    "fo_bias", "bo_bias", "fo_relu", "bo_relu", "fo_bwmc", "fo_fwmc", "fo_fwl2n", "bo_fwmc", "bo_fwl2n", "bi_bwmc",
-    "bi_fwmc", "bi_fwl2n",
-)  # fmt: skip
 WEIGHTS = ("amp_weight", "decay_weight", "null_weight", "sparse_weight", "self_weight")
 
 

@@ -4,7 +4,8 @@
       cell.build((b, h, w, c_in)); states = cell.get_initial_state(b)
       out, new_states = cell(x, states, feedback=None, residual=None, training=False)
   Only the RGC takes `feedback` and `residual`; the other cells refuse them.
-* `tf1_l2(lam)`: the reference's TF1 l2_regularizer(lam) = lam * sum(w^2) / 2, i.e. Keras L2(lam / 2) (spec 0.2).
+* `tf1_l2(lam)` (models/weight_decay.py): the reference's TF1 l2_regularizer(lam) = lam * sum(w^2) / 2, i.e. Keras
+  L2(lam / 2) (spec 0.2).
 * `HWCLayerNorm`: tf.contrib.layers.layer_norm as the reference uses it: for each example,
       y = (x - mean) / sqrt(var + 1e-12) * gamma + beta,   mean/var over (h, w, c) jointly, gamma/beta per channel
   (spec 0.2, A-25; keras.layers.LayerNormalization(axis=[1, 2, 3]) would have (h, w, c)-shaped gamma/beta).
@@ -24,13 +25,7 @@ from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.cells import separable
-
-
-def tf1_l2(weight_decay: float):
-    """Keras regularizer equal to TF1 l2_regularizer(weight_decay) (lam * sum(w^2) / 2), or None when 0."""
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0 (a TF1 lambda); received {weight_decay}.")
-    return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
+from goaldriven.models.weight_decay import tf1_l2
 
 
 def kernel_initializer(init_scale: float | None = None):

@@ -32,6 +32,7 @@ from keras import ops
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.alignment import scope
 from goaldriven.models.local_response_normalization import LocalResponseNormalization
+from goaldriven.models.weight_decay import tf1_l2
 
 FEATURE_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 MIN_IMAGE_SIZE = 32
@@ -78,7 +79,7 @@ class AlexNet(keras.Model):
                 activation="relu",
                 kernel_initializer="glorot_uniform",
                 bias_initializer=keras.initializers.Constant(1.0),
-                kernel_regularizer=self._regularizer(),
+                kernel_regularizer=tf1_l2(weight_decay),
                 name=name,
             )
 
@@ -88,7 +89,7 @@ class AlexNet(keras.Model):
                 activation=activation,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
                 bias_initializer=keras.initializers.Constant(bias),
-                kernel_regularizer=self._regularizer(),
+                kernel_regularizer=tf1_l2(weight_decay),
                 name=name,
             )
 
@@ -108,9 +109,6 @@ class AlexNet(keras.Model):
         self.fc7 = dense(4096, 0.1, "relu", name="fc7")
         self.drop7 = keras.layers.Dropout(dropout, name="drop7")
         self.fc8 = dense(num_classes, 0.0, name="fc8")
-
-    def _regularizer(self):
-        return keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ import tensorflow as tf
 from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.cells import base as cell_base
+from goaldriven.models.weight_decay import tf1_l2
 
 BLOCKS = ("plain", "residual")
 ACTIVATIONS = (None, "elu", "relu")
@@ -134,7 +134,7 @@ class ConvNode(keras.layers.Layer):
         self.init_scale = float(init_scale)
 
     def _conv(self, filters, kernel_size, strides, name, alignment_relu=False):
-        reg = cell_base.tf1_l2(self.weight_decay)
+        reg = tf1_l2(self.weight_decay)
         return aligned_layers.conv2d(
             filters,
             kernel_size,
@@ -249,7 +249,7 @@ class Readout(keras.layers.Layer):
         self.weight_decay = float(weight_decay)
 
     def build(self, input_shape):
-        reg = cell_base.tf1_l2(self.weight_decay)
+        reg = tf1_l2(self.weight_decay)
         init = keras.initializers.RandomNormal(stddev=0.01)
         if self.kind == "conv":
             # At 64 px the shallow conv5 map is 1x1: the 2x2 kernel is clipped to the map (spec 7.1 at 128 px gives

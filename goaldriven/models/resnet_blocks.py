@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
+from goaldriven.models.weight_decay import tf1_l2
 
 
 def pad_for_stride(x, kernel_size, strides):
@@ -36,9 +37,7 @@ class Regularized:
         self.bn_epsilon = bn_epsilon
 
     def _l2(self, bias=False):
-        if not self.weight_decay or (bias and not self.decay_biases):
-            return None
-        return keras.regularizers.L2(self.weight_decay / 2)
+        return None if bias and not self.decay_biases else tf1_l2(self.weight_decay)
 
     def _conv(self, filters, kernel_size, strides=1, use_bias=False, alignment_relu=False, name=None):
         # A plain Conv2D, or an aligned one inside `scope.learning_rule` (alignment_relu: BN + ReLU follow it).
