@@ -325,7 +325,10 @@ ABBREVIATIONS = {"bp": "backprop", "fa": "feedback_alignment", "wm": "weight_mir
 
 
 def get_rule(rule: "str | LearningRule | None") -> LearningRule:
-    """A rule instance from an instance, None (backprop), a name ("symmetric_alignment") or abbreviation ("sa")."""
+    """A rule instance from an instance, a name ("symmetric_alignment") or abbreviation ("sa"), or None.
+
+    None is backprop, the same as "bp": it never stands for the rule of an enclosing `scope.learning_rule`.
+    """
     if rule is None:
         return Backprop()
     if isinstance(rule, LearningRule):

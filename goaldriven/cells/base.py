@@ -14,7 +14,7 @@
   map (the reference's `_conv` / `_ds_conv` clip; spec 4.7). Clipping is applied to every cell: released non-RGC
   models never have a kernel larger than their map, so it changes nothing there.
   Both come from the factories of goaldriven/alignment/layers.py: plain layers normally, aligned layers (a backward
-  kernel per kernel, thesis Chapter 5) when the cell is built inside `alignment.scope.learning_rule(rule)`.
+  kernel per kernel, thesis Chapter 5) when the cell is built by a model builder given a rule (alignment/binding.py).
 * `kernel_initializer(init_scale)`: None -> Glorot uniform (the reference's xavier / tf.get_variable default);
   a float s -> VarianceScaling(s, fan_in, truncated normal) (the reference's variance_scaling; spec 0.2).
 """

@@ -19,9 +19,9 @@ Weight decay `weight_decay` is the TF1 lambda of the backbone (pre/post convs an
 A-26); cells carry their own.
 
 Learning rules (thesis Chapter 5): every conv and dense layer comes from the factories of goaldriven/alignment/
-layers.py when the node is built, so nodes built inside `alignment.scope.learning_rule(rule)` have aligned layers
-(convrnn_zoo.build_convrnn(..., learning_rule=...) does this). The alignment path's nonlinearity is the layer's own
-(none: the node's ELU is not a ReLU), ReLU only for the pre-memory conv of a plain node with activation "relu".
+layers.py when the node is built, so nodes built by `convrnn_zoo.build_convrnn(..., learning_rule=rule)` have aligned
+layers (alignment/binding.py). The alignment path's nonlinearity is the layer's own (none: the node's ELU is not a
+ReLU), ReLU only for the pre-memory conv of a plain node with activation "relu".
 """
 
 # b: batch, h/w: space, c: channels, k: classes
