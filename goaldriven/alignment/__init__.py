@@ -6,7 +6,9 @@
 * rules.py: `LearningRule` and the rules Backprop, FeedbackAlignment, WeightMirror, InformationAlignment,
   SymmetricAlignment, ActivationAlignment, KolenPollack; `get_rule("sa")`.
 * layers.py: `AlignedDense`, `AlignedConv2D`, `AlignedSeparableConv2D` (take `rule=`) and the factories models use.
-* scope.py: `learning_rule(rule)` (the model-level switch), `collect_alignment_losses()`.
+* scope.py: `learning_rule(rule)` (the factories' switch), `collect_alignment_losses()`.
+* binding.py: `builds_under_rule` / `build_under_rule`, how every model builder receives `learning_rule` (None is
+  backprop) and the check that each layer of the built model honours it.
 * training.py: `AlignmentTraining` (alignment optimizer, alternation, delay, update noise, diagnostics) for
   `tasks.loop.run(alignment=...)`; diagnostics.py: per-layer angles and norm ratios.
 """

@@ -10,7 +10,8 @@ is the Keras layer's; the input gradient goes through B (alignment/ops.py). Unde
 context (the training step) each call also adds the layer's alignment loss R.
 
 The factories `dense`, `conv2d` and `separable_conv2d` return these layers inside `scope.learning_rule(rule)` and the
-plain Keras layers otherwise: model code calls the factories and any rule is one argument of the model builder.
+plain Keras layers otherwise: model code calls the factories and any rule is one argument of the model builder
+(alignment/binding.py enters the scope and checks that every layer of the built model honours the rule).
 """
 
 # n: batch, h/w: space, c: channels, kh/kw: kernel
@@ -247,6 +248,9 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
             reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, tf.shape(mid), 1, "VALID"),
             kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, wp.shape, 1, "VALID"),
         )
+
+
+ALIGNED_CLASSES = (AlignedDense, AlignedConv2D, AlignedSeparableConv2D)
 
 
 def _use_aligned(alignment_relu: bool):

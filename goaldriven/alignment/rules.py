@@ -37,10 +37,6 @@ import tensorflow as tf
 from goaldriven.alignment import primitives
 
 INPUT_NOISE = (None, "normal", "uniform")
-FLAGS = (
-    "fo_bias", "bo_bias", "fo_relu", "bo_relu", "fo_bwmc", "fo_fwmc", "fo_fwl2n", "bo_fwmc", "bo_fwl2n", "bi_bwmc",
-    "bi_fwmc", "bi_fwl2n",
-)  # fmt: skip
 WEIGHTS = ("amp_weight", "decay_weight", "null_weight", "sparse_weight", "self_weight")
 
 
@@ -329,7 +325,10 @@ ABBREVIATIONS = {"bp": "backprop", "fa": "feedback_alignment", "wm": "weight_mir
 
 
 def get_rule(rule: "str | LearningRule | None") -> LearningRule:
-    """A rule instance from an instance, None (backprop), a name ("symmetric_alignment") or abbreviation ("sa")."""
+    """A rule instance from an instance, a name ("symmetric_alignment") or abbreviation ("sa"), or None.
+
+    None is backprop, the same as "bp": it never stands for the rule of an enclosing `scope.learning_rule`.
+    """
     if rule is None:
         return Backprop()
     if isinstance(rule, LearningRule):

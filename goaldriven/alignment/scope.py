@@ -2,7 +2,8 @@
 
 * `learning_rule(rule)`: while models are built inside it, the layer factories of alignment/layers.py (`conv2d`,
   `dense`, `separable_conv2d`) return aligned layers trained under `rule`; outside it they return plain Keras layers.
-  This is the model-level switch: `zoo.build_model(..., learning_rule=...)` enters it, model code never changes.
+  Model builders enter it through alignment/binding.py (`builds_under_rule`), which also checks the built model;
+  a builder called inside it must be given the same rule (None is backprop, never "the enclosing rule").
 * `collect_alignment_losses()`: while a training step's forward pass runs inside it, every aligned layer adds its
   alignment loss R (alignment/rules.py) to the returned list. Outside it layers compute no R (evaluation, inference).
 * `exact_gradients()`: aligned layers use W in their input gradient (true backprop), for the diagnostics' reference

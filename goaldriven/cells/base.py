@@ -4,7 +4,8 @@
       cell.build((b, h, w, c_in)); states = cell.get_initial_state(b)
       out, new_states = cell(x, states, feedback=None, residual=None, training=False)
   Only the RGC takes `feedback` and `residual`; the other cells refuse them.
-* `tf1_l2(lam)`: the reference's TF1 l2_regularizer(lam) = lam * sum(w^2) / 2, i.e. Keras L2(lam / 2) (spec 0.2).
+* `tf1_l2(lam)` (models/weight_decay.py): the reference's TF1 l2_regularizer(lam) = lam * sum(w^2) / 2, i.e. Keras
+  L2(lam / 2) (spec 0.2).
 * `HWCLayerNorm`: tf.contrib.layers.layer_norm as the reference uses it: for each example,
       y = (x - mean) / sqrt(var + 1e-12) * gamma + beta,   mean/var over (h, w, c) jointly, gamma/beta per channel
   (spec 0.2, A-25; keras.layers.LayerNormalization(axis=[1, 2, 3]) would have (h, w, c)-shaped gamma/beta).
@@ -13,7 +14,7 @@
   map (the reference's `_conv` / `_ds_conv` clip; spec 4.7). Clipping is applied to every cell: released non-RGC
   models never have a kernel larger than their map, so it changes nothing there.
   Both come from the factories of goaldriven/alignment/layers.py: plain layers normally, aligned layers (a backward
-  kernel per kernel, thesis Chapter 5) when the cell is built inside `alignment.scope.learning_rule(rule)`.
+  kernel per kernel, thesis Chapter 5) when the cell is built by a model builder given a rule (alignment/binding.py).
 * `kernel_initializer(init_scale)`: None -> Glorot uniform (the reference's xavier / tf.get_variable default);
   a float s -> VarianceScaling(s, fan_in, truncated normal) (the reference's variance_scaling; spec 0.2).
 """
@@ -24,13 +25,7 @@ from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.cells import separable
-
-
-def tf1_l2(weight_decay: float):
-    """Keras regularizer equal to TF1 l2_regularizer(weight_decay) (lam * sum(w^2) / 2), or None when 0."""
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0 (a TF1 lambda); received {weight_decay}.")
-    return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
+from goaldriven.models.weight_decay import tf1_l2
 
 
 def kernel_initializer(init_scale: float | None = None):

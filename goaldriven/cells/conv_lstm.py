@@ -13,6 +13,10 @@ shallow "LSTM Opt" cells (spec 4.4 table) set kernel_size, layer_norm, peepholes
 
 Weight decay: the conv kernel and bias (the reference's `_conv_linear`; A-26). Decision (spec silent): LN gamma/beta
 and the peepholes are not decayed.
+
+Learning rules (thesis Chapter 5): the gate conv comes from the alignment factories; the peepholes are elementwise
+weights which, like a norm's gamma, keep exact gradients under every rule (no matrix is transported), so the cell
+declares `honours_learning_rules = True` (alignment/binding.py).
 """
 
 # b: batch, h/w: space, c: channels (c_in input, c = filters)
@@ -26,7 +30,7 @@ GATES = ("i", "j", "f", "o")
 
 @keras.saving.register_keras_serializable(package="goaldriven")
 class ConvLSTMCell(base.ConvCell):
-    """Convolutional LSTM; state [s, h].
+    """Convolutional LSTM; state [s, h]. Honours learning rules (module docstring).
 
     Args:
       filters: c, the depth of s and h.
@@ -49,6 +53,8 @@ class ConvLSTMCell(base.ConvCell):
 
     Reference: Hochreiter & Schmidhuber 1997; Ba et al. 2016 (layer norm); Nayebi thesis 2022, Chapter 2.
     """
+
+    honours_learning_rules = True  # peepholes are elementwise; the gate conv is made by the alignment factories
 
     def __init__(
         self,

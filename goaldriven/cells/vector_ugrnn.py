@@ -11,6 +11,9 @@ hidden-to-hidden part; both are initialised Glorot-uniform over the joint (d + n
 L2 target (spec ch3_ch4 Ambiguity 23): the thesis penalises "path integrator weights" with 1e-4; the published UGRNN
 code indexes the cell's bias by mistake. Default: the recurrent kernel (`l2_target="recurrent_kernel"`);
 `l2_target="bias"` reproduces the published behaviour.
+
+The cell multiplies by its own kernels (no backward kernel), so it trains with backprop only: a model holding it
+cannot be built under another learning rule (alignment/binding.py raises).
 """
 
 # b: batch, d: input features, n: units

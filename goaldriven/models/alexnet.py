@@ -20,18 +20,18 @@ Features are the outputs of each numbered layer (after its pool, where it has on
 
 Learning rules (thesis Chapter 5-6, spec ch5 3, 6.2): convs and fc layers come from the factories of
 goaldriven/alignment/layers.py: `build_alexnet(..., learning_rule="ia")` gives aligned layers (each with a backward
-kernel; the alignment path uses each layer's own ReLU), the default the plain Keras layers.
+kernel; the alignment path uses each layer's own ReLU), the default (None, backprop) the plain Keras layers. LRN has
+no weights, so every layer honours any rule (alignment/binding.py checks it).
 """
 
 # b: batch, h/w: space, c: channels, k: classes
-import contextlib
-
 import keras
 from keras import ops
 
+from goaldriven.alignment import binding
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.alignment import scope
 from goaldriven.models.local_response_normalization import LocalResponseNormalization
+from goaldriven.models.weight_decay import tf1_l2
 
 FEATURE_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 MIN_IMAGE_SIZE = 32
@@ -78,7 +78,7 @@ class AlexNet(keras.Model):
                 activation="relu",
                 kernel_initializer="glorot_uniform",
                 bias_initializer=keras.initializers.Constant(1.0),
-                kernel_regularizer=self._regularizer(),
+                kernel_regularizer=tf1_l2(weight_decay),
                 name=name,
             )
 
@@ -88,7 +88,7 @@ class AlexNet(keras.Model):
                 activation=activation,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
                 bias_initializer=keras.initializers.Constant(bias),
-                kernel_regularizer=self._regularizer(),
+                kernel_regularizer=tf1_l2(weight_decay),
                 name=name,
             )
 
@@ -108,9 +108,6 @@ class AlexNet(keras.Model):
         self.fc7 = dense(4096, 0.1, "relu", name="fc7")
         self.drop7 = keras.layers.Dropout(dropout, name="drop7")
         self.fc8 = dense(num_classes, 0.0, name="fc8")
-
-    def _regularizer(self):
-        return keras.regularizers.L2(self.weight_decay / 2) if self.weight_decay else None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -150,20 +147,20 @@ class AlexNet(keras.Model):
         return config
 
 
+@binding.builds_under_rule
 def build_alexnet(
     num_classes=1000, weight_decay=5e-4, dropout=0.5, image_size=224, use_lrn=True, learning_rule=None
 ) -> AlexNet:
     """Builds AlexNet with all weights created for `image_size` px square inputs (fc6's fan-in depends on it).
 
-    At 224 px (the default, spec 11.1 variant (a)) the model has 76,009,832 parameters. `learning_rule`: None (the
-    enclosing `alignment.scope.learning_rule`, backprop outside any), "bp", a rule name/abbreviation or a
-    `LearningRule`: the layers are aligned layers trained under that rule.
+    At 224 px (the default, spec 11.1 variant (a)) the model has 76,009,832 parameters. `learning_rule`: None or "bp"
+    (backprop), a rule name/abbreviation or a `LearningRule`: the layers are aligned layers trained under that rule
+    (bound by alignment/binding.py).
     """
     if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be an int >= {MIN_IMAGE_SIZE}. Received: {image_size!r}")
-    with contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule):
-        model = AlexNet(
-            num_classes=num_classes, weight_decay=weight_decay, dropout=dropout, use_lrn=use_lrn, name="alexnet"
-        )
-        model(keras.KerasTensor((None, image_size, image_size, 3)))
+    model = AlexNet(
+        num_classes=num_classes, weight_decay=weight_decay, dropout=dropout, use_lrn=use_lrn, name="alexnet"
+    )
+    model(keras.KerasTensor((None, image_size, image_size, 3)))
     return model

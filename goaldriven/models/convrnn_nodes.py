@@ -19,9 +19,9 @@ Weight decay `weight_decay` is the TF1 lambda of the backbone (pre/post convs an
 A-26); cells carry their own.
 
 Learning rules (thesis Chapter 5): every conv and dense layer comes from the factories of goaldriven/alignment/
-layers.py when the node is built, so nodes built inside `alignment.scope.learning_rule(rule)` have aligned layers
-(convrnn_zoo.build_convrnn(..., learning_rule=...) does this). The alignment path's nonlinearity is the layer's own
-(none: the node's ELU is not a ReLU), ReLU only for the pre-memory conv of a plain node with activation "relu".
+layers.py when the node is built, so nodes built by `convrnn_zoo.build_convrnn(..., learning_rule=rule)` have aligned
+layers (alignment/binding.py). The alignment path's nonlinearity is the layer's own (none: the node's ELU is not a
+ReLU), ReLU only for the pre-memory conv of a plain node with activation "relu".
 """
 
 # b: batch, h/w: space, c: channels, k: classes
@@ -31,7 +31,7 @@ import tensorflow as tf
 from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.cells import base as cell_base
+from goaldriven.models.weight_decay import tf1_l2
 
 BLOCKS = ("plain", "residual")
 ACTIVATIONS = (None, "elu", "relu")
@@ -134,7 +134,7 @@ class ConvNode(keras.layers.Layer):
         self.init_scale = float(init_scale)
 
     def _conv(self, filters, kernel_size, strides, name, alignment_relu=False):
-        reg = cell_base.tf1_l2(self.weight_decay)
+        reg = tf1_l2(self.weight_decay)
         return aligned_layers.conv2d(
             filters,
             kernel_size,
@@ -253,7 +253,7 @@ class Readout(keras.layers.Layer):
         self.weight_decay = float(weight_decay)
 
     def build(self, input_shape):
-        reg = cell_base.tf1_l2(self.weight_decay)
+        reg = tf1_l2(self.weight_decay)
         init = keras.initializers.RandomNormal(stddev=0.01)
         if self.kind == "conv":
             # At 64 px the shallow conv5 map is 1x1: the 2x2 kernel is clipped to the map (spec 7.1 at 128 px gives

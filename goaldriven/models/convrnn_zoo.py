@@ -18,12 +18,11 @@ Spec ch2 sections 3 and 5 (graphs), 1.3 (timing), 4 (cells), 11 (parameter count
 `width_multiplier` scales every channel count (for tests and small CPU runs); parameter counts in the spec hold at 1.
 """
 
-import contextlib
 import dataclasses
 from typing import Any
 
 from goaldriven import cells
-from goaldriven.alignment import rules, scope
+from goaldriven.alignment import binding
 from goaldriven.models import convrnn, convrnn_nodes
 
 SHALLOW_DEPTHS = (64, 128, 256, 256, 512)
@@ -101,6 +100,7 @@ def model_names() -> tuple[str, ...]:
     )
 
 
+@binding.builds_under_rule
 def build_convrnn(
     name: str,
     *,
@@ -135,10 +135,10 @@ def build_convrnn(
       remat: rematerialisation: recompute segments of `remat` steps (True = 1) in the backward pass.
       unroll: "biological" (ConvRNN default) or "feedforward" (BaseNet default).
       build: create the weights for (None, image_size, image_size, 3) inputs.
-      learning_rule: "bp", a rule name or abbreviation ("sa", "kolen_pollack") or an `alignment.rules.LearningRule`:
-        every conv and dense layer (backbone, cells, readout) is an aligned layer trained under it; None: the
-        enclosing `alignment.scope.learning_rule` (backprop outside any). Layers are made when the model is built,
-        so a rule needs build=True.
+      learning_rule: None or "bp" (backprop), a rule name or abbreviation ("sa", "kolen_pollack") or an
+        `alignment.rules.LearningRule`: every conv and dense layer (backbone, cells, readout) is an aligned layer
+        trained under it (bound by alignment/binding.py). Layers are made when the model is built, so a rule needs
+        build=True.
     """
     _check_learning_rule(learning_rule, remat, build)
     parsed = ModelName.parse(name)
@@ -181,20 +181,17 @@ def build_convrnn(
         name=name,
     )
     if build:
-        with contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule):
-            model.build((None, image_size, image_size, 3))
+        model.build((None, image_size, image_size, 3))
     return model
 
 
-def _check_learning_rule(learning_rule, remat, build):
-    rule = scope.current_rule() if learning_rule is None else rules.get_rule(learning_rule)
-    if rule is None or not rule.uses_backward_kernel:
+def _check_learning_rule(rule, remat, build):
+    if not rule.uses_backward_kernel:
         return
     if not build:
         raise ValueError(
             f"learning_rule={rule.name!r} needs build=True: ConvRNN layers are made when the model is built, so a "
-            "model built later (outside the rule's scope) would silently train with backprop. Pass build=True, or "
-            "build the model inside `alignment.scope.learning_rule(rule)` yourself."
+            "model built later (outside the rule's scope) would silently train with backprop. Pass build=True."
         )
     if remat and rule.has_alignment_loss:
         raise ValueError(

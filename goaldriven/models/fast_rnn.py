@@ -12,6 +12,9 @@ dh_{t-1} = (dh_t * f'(h_t)) @ U^T with an explicitly transposed U and (3) forms 
 transpose flag, and on CPU (oneDNN) the transposed-operand kernels of these shapes run at ~60% of the plain ones
 (measured: 112 vs 180 GFLOP/s for (200, 4096) @ (4096, 4096)^T). A 3-D transpose is not folded. Under XLA (TPU) the
 extra transposes become layout choices and cost nothing.
+
+`SimpleRNNSequence` owns its kernels and multiplies by them itself, so it trains with backprop only: a model holding
+it cannot be built under another learning rule (alignment/binding.py raises).
 """
 
 # b: batch, t: time, d: input features, n: units

@@ -12,6 +12,11 @@ for the published UGRNN code's bias penalty, reproduced with l2_target="bias").
 
 Knockouts (thesis Section 4.11): `unit_mask` (n,) of 0/1 silences g units: for kind="rnn" (g is recurrent) their
 outgoing recurrent and readout weights are masked, which equals setting their outputs to 0 at every step.
+
+Learning rules: the dense layers come from the alignment factories, but every recurrence multiplies by its own kernels
+(fast_rnn.SimpleRNNSequence, cells.VectorUGRNNCell, Keras GRUCell/LSTMCell), which have no backward kernel; so
+`build_path_integrator(learning_rule=...)` trains with backprop (None, "bp") and raises, naming the recurrent layer,
+under any other rule (alignment/binding.py).
 """
 
 # b: batch, t: time, d: input features, n: units, p: outputs (place cells or 2)
@@ -19,6 +24,8 @@ import keras
 import tensorflow as tf
 
 from goaldriven import cells
+from goaldriven.alignment import binding
+from goaldriven.alignment import layers as aligned_layers
 from goaldriven.models import fast_rnn
 
 KINDS = ("rnn", "srnn", "gru", "lstm", "ugrnn")
@@ -70,7 +77,7 @@ class PathIntegrator(keras.Model):
         self.output_dim, self.l2, self.l2_target = output_dim, l2, l2_target
         penalty = keras.regularizers.L2(l2) if l2 else None
         if kind == "rnn":
-            self.encoder = keras.layers.Dense(units, use_bias=False, name="encoder")
+            self.encoder = aligned_layers.dense(units, use_bias=False, name="encoder")
             self.recurrence = fast_rnn.SimpleRNNSequence(
                 units,
                 activation,
@@ -79,12 +86,12 @@ class PathIntegrator(keras.Model):
                 recurrent_regularizer=penalty,
                 name="rnn",
             )
-            self.readout = keras.layers.Dense(output_dim, use_bias=False, name="readout")
+            self.readout = aligned_layers.dense(output_dim, use_bias=False, name="readout")
             return
-        self.input_dense = keras.layers.Dense(units, name="input_dense")
-        self.encoder = keras.layers.Dense(units, name="encoder")
+        self.input_dense = aligned_layers.dense(units, name="input_dense")
+        self.encoder = aligned_layers.dense(units, name="encoder")
         if kind == "lstm":
-            self.cell_encoder = keras.layers.Dense(units, name="cell_encoder")
+            self.cell_encoder = aligned_layers.dense(units, name="cell_encoder")
         if kind == "srnn":
             self.recurrence = fast_rnn.SimpleRNNSequence(units, activation, recurrent_regularizer=penalty, name="rnn")
         elif kind == "ugrnn":
@@ -94,8 +101,8 @@ class PathIntegrator(keras.Model):
             self.cell = cells.get_vector_cell(kind)(
                 units, activation=keras_activation, recurrent_regularizer=penalty, name="rnn"
             )
-        self.g_dense = keras.layers.Dense(units, activation=activation, name="g")
-        self.readout = keras.layers.Dense(output_dim, name="readout")
+        self.g_dense = aligned_layers.dense(units, activation=activation, name="g")
+        self.readout = aligned_layers.dense(output_dim, name="readout")
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -144,6 +151,7 @@ class PathIntegrator(keras.Model):
         return config
 
 
+@binding.builds_under_rule
 def build_path_integrator(
     *,
     input_dim: int,
@@ -154,8 +162,12 @@ def build_path_integrator(
     units: int = 4096,
     l2: float = 1e-4,
     l2_target: str = "recurrent_kernel",
+    learning_rule=None,
 ) -> PathIntegrator:
-    """Builds a PathIntegrator with all weights created (the task supplies the data-dependent sizes)."""
+    """Builds a PathIntegrator with all weights created (the task supplies the data-dependent sizes).
+
+    `learning_rule`: None or "bp" (backprop); any other rule raises (module docstring).
+    """
     model = PathIntegrator(
         kind=kind,
         activation=activation,

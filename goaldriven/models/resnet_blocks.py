@@ -1,7 +1,8 @@
 """Residual blocks of the ImageNet ResNets (models/resnets.py) and the small CIFAR ResNets (models/small_resnets.py).
 
 See resnets.py for the block equations, padding, BN and weight-decay conventions. Convs and dense layers are made
-through the alignment factories, so a block built inside `alignment.scope.learning_rule` has aligned layers.
+through the alignment factories, so a block built by a model builder given a learning rule (alignment/binding.py) has
+aligned layers.
 """
 
 # b: batch, h/w: space, c: channels
@@ -9,6 +10,7 @@ import keras
 from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
+from goaldriven.models.weight_decay import tf1_l2
 
 
 def pad_for_stride(x, kernel_size, strides):
@@ -36,12 +38,10 @@ class Regularized:
         self.bn_epsilon = bn_epsilon
 
     def _l2(self, bias=False):
-        if not self.weight_decay or (bias and not self.decay_biases):
-            return None
-        return keras.regularizers.L2(self.weight_decay / 2)
+        return None if bias and not self.decay_biases else tf1_l2(self.weight_decay)
 
     def _conv(self, filters, kernel_size, strides=1, use_bias=False, alignment_relu=False, name=None):
-        # A plain Conv2D, or an aligned one inside `scope.learning_rule` (alignment_relu: BN + ReLU follow it).
+        # A plain Conv2D, or an aligned one under the builder's learning rule (alignment_relu: BN + ReLU follow it).
         return aligned_layers.conv2d(
             filters,
             kernel_size,

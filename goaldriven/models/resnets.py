@@ -24,21 +24,18 @@ as `L2(lambda / 2)` to conv and dense kernels; `decay_biases=True` also decays c
 "every variable except BN" rule); BN gamma/beta are never decayed.
 
 Learning rules (thesis Chapter 5, spec ch5 3 and 6.1): convs and the logits layer come from the factories of
-goaldriven/alignment/layers.py, so `build_resnet(..., learning_rule="sa")` (or building inside
-`alignment.scope.learning_rule`) gives aligned layers with a backward kernel each, and the default gives the plain
-Keras layers (same weight names and counts). `alignment_relu=True` (the alignment path's nonlinearity is ReLU) on the
+goaldriven/alignment/layers.py, so `build_resnet(..., learning_rule="sa")` gives aligned layers with a backward kernel
+each, and the default (None, backprop) gives the plain Keras layers (same weight names and counts). `alignment_relu=True` (the alignment path's nonlinearity is ReLU) on the
 convs followed by BN + ReLU: the stem conv, conv1 of basic blocks, conv1 and conv2 of bottlenecks; v2 uses the same
 positions (its stem conv is followed by the first unit's BN + ReLU after the max pool).
 """
 
 # b: batch, h/w: space, c: channels, k: classes
-import contextlib
-
 import keras
 from keras import ops
 
+from goaldriven.alignment import binding
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.alignment import scope
 from goaldriven.models import resnet_blocks
 
 # depth -> (block kind, blocks per stage)
@@ -166,6 +163,7 @@ class ResNet(resnet_blocks.Regularized, keras.Model):
         return config
 
 
+@binding.builds_under_rule
 def build_resnet(
     depth,
     version,
@@ -178,23 +176,21 @@ def build_resnet(
 ) -> ResNet:
     """Builds a ResNet with all weights created (the weights do not depend on the image size).
 
-    `learning_rule`: "bp" (backprop), a rule name or abbreviation ("sa", "information_alignment") or an
-    `alignment.rules.LearningRule` builds the convs and the logits layer as aligned layers trained under that rule
-    (alignment/scope.py); None uses the enclosing `scope.learning_rule`, i.e. backprop outside any.
+    `learning_rule`: None or "bp" (backprop), a rule name or abbreviation ("sa", "information_alignment") or an
+    `alignment.rules.LearningRule`: the convs and the logits layer are aligned layers trained under that rule (bound
+    by alignment/binding.py).
     """
-    context = contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule)
-    with context:
-        model = ResNet(
-            depth=depth,
-            version=version,
-            num_classes=num_classes,
-            weight_decay=weight_decay,
-            decay_biases=decay_biases,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            name=f"resnet{depth}_v{version}",
-        )
-        model(keras.KerasTensor((None, None, None, 3)))
+    model = ResNet(
+        depth=depth,
+        version=version,
+        num_classes=num_classes,
+        weight_decay=weight_decay,
+        decay_biases=decay_biases,
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
+        name=f"resnet{depth}_v{version}",
+    )
+    model(keras.KerasTensor((None, None, None, 3)))
     return model
 
 

@@ -28,13 +28,11 @@ and the first conv of each block (followed by BN + ReLU, spec ch5 6.1).
 """
 
 # b: batch, h/w: space, c: channels, k: classes
-import contextlib
-
 import keras
 from keras import ops
 
+from goaldriven.alignment import binding
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.alignment import scope
 from goaldriven.models import resnet_blocks
 
 DEPTHS = (8, 14, 20, 32, 44, 56, 110)
@@ -122,6 +120,7 @@ class SmallResNet(resnet_blocks.Regularized, keras.Model):
         return config
 
 
+@binding.builds_under_rule
 def build_small_resnet(
     depth=8,
     width=16,
@@ -134,21 +133,20 @@ def build_small_resnet(
 ) -> SmallResNet:
     """Builds a CIFAR ResNet-`depth` with all weights created for (None, image_size, image_size, 3) inputs.
 
-    `learning_rule`: "bp", a rule name or abbreviation ("sa", "feedback_alignment") or an `alignment.rules.LearningRule`
-    makes every conv and the dense layer an aligned layer trained under it; None uses the enclosing
-    `alignment.scope.learning_rule` (backprop outside any).
+    `learning_rule`: None or "bp" (backprop), a rule name or abbreviation ("sa", "feedback_alignment") or an
+    `alignment.rules.LearningRule` makes every conv and the dense layer an aligned layer trained under it (bound by
+    alignment/binding.py).
     """
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int. Received: {image_size!r}")
-    with contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule):
-        model = SmallResNet(
-            depth=depth,
-            width=width,
-            num_classes=num_classes,
-            weight_decay=weight_decay,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            name=f"small_resnet{depth}",
-        )
-        model(keras.KerasTensor((None, image_size, image_size, 3)))
+    model = SmallResNet(
+        depth=depth,
+        width=width,
+        num_classes=num_classes,
+        weight_decay=weight_decay,
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
+        name=f"small_resnet{depth}",
+    )
+    model(keras.KerasTensor((None, image_size, image_size, 3)))
     return model

@@ -8,15 +8,16 @@ print. All models follow the library's contract: `model(images, training=...)` r
 `learning_rule` is the model-level switch of thesis Chapter 5: any model trains under any learning rule (backprop,
 feedback alignment, weight mirror, information/symmetric/activation alignment, Kolen-Pollack; alignment/rules.py)
 because model code makes its conv and dense layers through the factories of alignment/layers.py, which return aligned
-layers (a backward kernel each) inside `alignment.scope.learning_rule(rule)` and the plain Keras layers otherwise.
+layers (a backward kernel each) under the builder's rule and the plain Keras layers under backprop. Every builder
+(this one included) binds its `learning_rule` through `alignment.binding.builds_under_rule` and passes it on to the
+builder it calls; None always means backprop.
 """
 
-import contextlib
 from typing import Any, Callable
 
 import keras
 
-from goaldriven.alignment import scope
+from goaldriven.alignment import binding
 from goaldriven.models import alexnet, convrnn_zoo, resnets, small_resnets
 
 FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
@@ -39,6 +40,7 @@ def model_names() -> tuple[str, ...]:
     return convrnn_zoo.model_names() + tuple(FEEDFORWARD) + tuple(SMALL)
 
 
+@binding.builds_under_rule
 def build_model(
     name: str,
     *,
@@ -55,10 +57,10 @@ def build_model(
       num_classes: classes of the readout.
       image_size: input side in pixels (AlexNet's fc6 and the ConvRNNs' kernel clipping depend on it).
       weight_decay: TF1 lambda of the backbone (default: 5e-4 for AlexNet, 1e-4 otherwise; thesis Section 2.5.1).
-      learning_rule: how the model's conv and dense layers learn: None (the enclosing `alignment.scope.learning_rule`,
-        i.e. backprop outside any) or "bp" give the plain Keras layers; a rule name or abbreviation ("fa", "wm", "ia",
-        "sa", "aa", "kp", "symmetric_alignment", ...) or an `alignment.rules.LearningRule` gives aligned layers
-        trained under it (thesis Chapter 5; train with `tasks.loop.run(..., alignment=...)`).
+      learning_rule: how the model's conv and dense layers learn: None or "bp" (backprop) give the plain Keras layers;
+        a rule name or abbreviation ("fa", "wm", "ia", "sa", "aa", "kp", "symmetric_alignment", ...) or an
+        `alignment.rules.LearningRule` gives aligned layers trained under it (thesis Chapter 5; train with
+        `tasks.loop.run(..., alignment=...)`). A layer that cannot honour the rule raises (alignment/binding.py).
       **convrnn_kwargs: ConvRNN/BaseNet options of `convrnn_zoo.build_convrnn` (cell_weight_decay, unroll_length,
         width_multiplier, remat, blank_value, decoder, decoder_start, unroll).
     """
@@ -70,14 +72,12 @@ def build_model(
                 f"{name} is a feedforward model without the ConvRNN options {unsupported}; drop them (or the gin "
                 "macros that set them) for this model."
             )
-        with _rule_scope(learning_rule):
-            if name in SMALL:
-                return small_resnets.build_small_resnet(
-                    SMALL[name], num_classes=num_classes, weight_decay=decay, image_size=image_size
-                )
-            if name == "alexnet":
-                return alexnet.build_alexnet(num_classes=num_classes, weight_decay=decay, image_size=image_size)
-            return FEEDFORWARD[name](num_classes=num_classes, weight_decay=decay)
+        common = dict(num_classes=num_classes, weight_decay=decay, learning_rule=learning_rule)
+        if name in SMALL:
+            return small_resnets.build_small_resnet(SMALL[name], image_size=image_size, **common)
+        if name == "alexnet":
+            return alexnet.build_alexnet(image_size=image_size, **common)
+        return FEEDFORWARD[name](**common)
     if name not in convrnn_zoo.model_names():
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}.")
     return convrnn_zoo.build_convrnn(
@@ -88,8 +88,3 @@ def build_model(
         learning_rule=learning_rule,
         **convrnn_kwargs,
     )
-
-
-def _rule_scope(learning_rule):
-    """`scope.learning_rule(learning_rule)`, or no scope for None (the enclosing rule stays in force)."""
-    return contextlib.nullcontext() if learning_rule is None else scope.learning_rule(learning_rule)

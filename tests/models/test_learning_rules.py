@@ -226,12 +226,17 @@ def test_convrnn_weight_chain_and_remat():
         convrnn_zoo.build_convrnn(name, image_size=size, width_multiplier=0.0625, learning_rule="sa", build=False)
 
 
-def test_learning_rule_none_keeps_the_enclosing_scope():
+def test_learning_rule_none_is_backprop_and_never_inherits_the_enclosing_scope():
+    # None used to mean "the enclosing scope's rule"; now it is backprop, so inside another rule's scope it raises.
     with scope.learning_rule("sa"):
-        inherited = _build("small_resnet8", None)
-        forced = _build("small_resnet8", "bp")
-    assert aligned_layers.aligned_layers(inherited) and not aligned_layers.aligned_layers(forced)
-    assert {layer.rule.name for layer in aligned_layers.aligned_layers(inherited)} == {"symmetric_alignment"}
+        with pytest.raises(ValueError, match="never inherits a rule"):
+            _build("small_resnet8", None)
+        with pytest.raises(ValueError, match="never inherits a rule"):
+            _build("small_resnet8", "bp")
+        explicit = _build("small_resnet8", "sa")
+    plain = _build("small_resnet8", None)
+    assert aligned_layers.aligned_layers(explicit) and not aligned_layers.aligned_layers(plain)
+    assert {layer.rule.name for layer in aligned_layers.aligned_layers(explicit)} == {"symmetric_alignment"}
 
 
 class _Task:
