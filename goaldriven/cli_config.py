@@ -28,10 +28,14 @@ def fail(prog: str, message: str) -> None:
     sys.exit(2)
 
 
-def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str] = (), *, clear: bool = False) -> list[str]:
+def parse_gin_config(
+    gin_files: Sequence[str], bindings: Sequence[str] = (), *, clear: bool = False, check_bindings: bool = True
+) -> list[str]:
     """Parses the config files (repo-relative, package-relative or absolute) and bindings; returns the files' paths.
 
     clear: forget any earlier configuration first (tests and notebooks that parse several experiments).
+    check_bindings: refuse a binding of a macro that no config reads (the command line's typo check); tests that
+      apply one set of bindings to many experiments turn it off.
     Raises ConfigError (MissingDependencyError for an uninstalled package) with a one-line message.
     """
     if not gin_files:
@@ -79,7 +83,8 @@ def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str] = (), *, 
         ) from e
     finally:
         logging.set_verbosity(verbosity)
-    check_macro_bindings(bindings)
+    if check_bindings:
+        check_macro_bindings(bindings)
     check_macro_values()
     warn_unused_file_macros(files)
     return files
