@@ -10,5 +10,6 @@
 * binding.py: `builds_under_rule` / `build_under_rule`, how every model builder receives `learning_rule` (None is
   backprop) and the check that each layer of the built model honours it.
 * training.py: `AlignmentTraining` (alignment optimizer, alternation, delay, update noise, diagnostics) for
-  `tasks.loop.run(alignment=...)`; diagnostics.py: per-layer angles and norm ratios.
+  `tasks.loop.run(hooks=[AlignmentTraining(...)])`, the loop hook of alignment/; diagnostics.py: per-layer angles and
+  norm ratios.
 """

@@ -60,7 +60,7 @@ def build_model(
       learning_rule: how the model's conv and dense layers learn: None or "bp" (backprop) give the plain Keras layers;
         a rule name or abbreviation ("fa", "wm", "ia", "sa", "aa", "kp", "symmetric_alignment", ...) or an
         `alignment.rules.LearningRule` gives aligned layers trained under it (thesis Chapter 5; train with
-        `tasks.loop.run(..., alignment=...)`). A layer that cannot honour the rule raises (alignment/binding.py).
+        `tasks.loop.run(..., hooks=[alignment.training.AlignmentTraining(...)])`). A layer that cannot honour the rule raises (alignment/binding.py).
       **convrnn_kwargs: ConvRNN/BaseNet options of `convrnn_zoo.build_convrnn` (cell_weight_decay, unroll_length,
         width_multiplier, remat, blank_value, decoder, decoder_start, unroll).
     """
