@@ -27,6 +27,8 @@ RANKS = {
     "goaldriven.reporting": 0,
     "goaldriven.atomic_write": 0,
     "goaldriven.config_paths": 0,
+    "goaldriven.workdir_lock": 0,
+    "goaldriven.weight_decay": 0,
     "goaldriven.spatial": 1,
     "goaldriven.alignment": 1,
     "goaldriven.cells": 2,

@@ -25,7 +25,7 @@ from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.cells import separable
-from goaldriven.models.weight_decay import tf1_l2
+from goaldriven.weight_decay import tf1_l2
 
 
 def kernel_initializer(init_scale: float | None = None):

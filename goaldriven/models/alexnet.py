@@ -31,7 +31,7 @@ from keras import ops
 from goaldriven.alignment import binding
 from goaldriven.alignment import layers as aligned_layers
 from goaldriven.models.local_response_normalization import LocalResponseNormalization
-from goaldriven.models.weight_decay import tf1_l2
+from goaldriven.weight_decay import tf1_l2
 
 FEATURE_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 MIN_IMAGE_SIZE = 32

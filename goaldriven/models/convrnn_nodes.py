@@ -31,7 +31,7 @@ import tensorflow as tf
 from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.models.weight_decay import tf1_l2
+from goaldriven.weight_decay import tf1_l2
 
 BLOCKS = ("plain", "residual")
 ACTIVATIONS = (None, "elu", "relu")

@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.models.weight_decay import tf1_l2
+from goaldriven.weight_decay import tf1_l2
 
 
 def pad_for_stride(x, kernel_size, strides):

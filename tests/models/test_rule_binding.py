@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import gin
-from goaldriven import cells
+from goaldriven import cells, weight_decay
 from goaldriven.alignment import binding, layers, rules, scope
 from goaldriven.cells import base as cell_base
 from goaldriven.models import (
@@ -21,7 +21,6 @@ from goaldriven.models import (
     resnet_blocks,
     resnets,
     small_resnets,
-    weight_decay,
     zoo,
 )
 
