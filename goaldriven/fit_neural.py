@@ -22,8 +22,8 @@ from absl import app, flags, logging
 
 import gin
 from goaldriven import checkpointing, cli_config, distribute
-from goaldriven.neural_fits import data as neural_data
 from goaldriven.neural_fits import features, mappers, report, run, simulate_from_model
+from goaldriven.neural_fits.data import neural_data
 
 PROG = "goaldriven-fit"
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the checkpoint was trained with.")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from goaldriven.neural_fits import consistency, mappers, metrics
-from goaldriven.neural_fits.data import NeuralData
+from goaldriven.neural_fits.data.neural_data import NeuralData
 from goaldriven.neural_fits.features import FeatureStore
 
 TEMPORAL_MODES = ("window", "varying", "fixed")

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import sklearn.datasets
 
-from goaldriven.neural_fits import data as neural_data
-from goaldriven.neural_fits import features, synthetic
+from goaldriven.neural_fits import features
+from goaldriven.neural_fits.data import neural_data, synthetic
 
 
 @functools.cache

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits import features, report, run, synthetic
+from goaldriven.neural_fits import features, report, run
+from goaldriven.neural_fits.data import synthetic
 
 
 def _quiet(_):

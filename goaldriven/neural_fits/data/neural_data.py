@@ -13,34 +13,34 @@ One recording is a 4-D array of responses plus named axes:
 Trial averages only (no trials): r = 1 and has_trials = False. Missing trials are not representable (no NaN);
 trim every stimulus to a common trial count first (converters' `trials="min"`).
 
-Validation lives in data_checks.py and the HDF5 / image-file helpers in data_io.py; `NeuralDataError` and
-`validate` are re-exported here, so `from goaldriven.neural_fits.data import ...` covers the whole public API.
+Validation lives in checks.py and the HDF5 / image-file helpers in hdf5_io.py; `NeuralDataError` and `validate` are
+re-exported here, so `from goaldriven.neural_fits.data.neural_data import ...` covers the whole public API.
 
-Files are written to a temporary file in the same folder and moved into place with os.replace, so a crash never
-leaves a half-written file. Nothing is pickled: strings are UTF-8 variable-length HDF5 strings.
+Files are written atomically (goaldriven.atomic_write: a temporary file in the same folder, moved into place), so a
+crash never leaves a half-written file. Nothing is pickled: strings are UTF-8 variable-length HDF5 strings.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
-from goaldriven.neural_fits.data_checks import _normalize_tree, validate
-from goaldriven.neural_fits.data_io import (
+from goaldriven import atomic_write
+from goaldriven.neural_fits.data.checks import normalize_tree, validate
+from goaldriven.neural_fits.data.hdf5_io import (
     NeuralDataError,
-    _as_str_array,
-    _decode,
-    _read_image_file,
-    _read_strings,
-    _read_tree,
-    _resolve_path,
-    _write_strings,
-    _write_tree,
+    as_str_array,
+    decode_attr,
     open_hdf5,
+    read_image_file,
+    read_strings,
+    read_tree,
+    resolve_path,
+    write_strings,
+    write_tree,
 )
 
 # n: stimuli, u: units, t: time bins, r: trials, h/w/c: stimulus image height/width/channels
@@ -97,7 +97,7 @@ class NeuralData:
         for name in ("stimulus_ids", "unit_ids", "animal", "area", "stimulus_labels"):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, _as_str_array(value))
+                setattr(self, name, as_str_array(value))
         self.time_bins_ms = np.asarray(self.time_bins_ms, dtype=np.float64)
         if self.has_trials is None and getattr(self.responses, "ndim", 0) == 4:
             self.has_trials = bool(self.responses.shape[3] > 1)
@@ -105,8 +105,8 @@ class NeuralData:
             self.stimuli = np.asarray(self.stimuli)
         if self.stimuli_path is not None:
             self.stimuli_path = os.fspath(self.stimuli_path)
-        self.presentation = _normalize_tree(self.presentation, "presentation")
-        self.attrs = _normalize_tree(self.attrs, "attrs")
+        self.presentation = normalize_tree(self.presentation, "presentation")
+        self.attrs = normalize_tree(self.attrs, "attrs")
         validate(self)
 
     # ----------------------------------------------------------------------------------------------- shape facts
@@ -192,7 +192,7 @@ class NeuralData:
 
     def resolved_stimuli_path(self) -> str | None:
         """Absolute path of `stimuli_path` (relative paths resolve against the data file's folder)."""
-        return _resolve_path(self.stimuli_path, self.base_dir)
+        return resolve_path(self.stimuli_path, self.base_dir)
 
     def load_stimuli(self) -> np.ndarray | None:
         """(n, h, w, c) images: `stimuli` if held in memory, else read from `stimuli_path` (None when neither)."""
@@ -200,7 +200,7 @@ class NeuralData:
             return self.stimuli
         if self.stimuli_path is None:
             return None
-        return _read_image_file(self.resolved_stimuli_path())
+        return read_image_file(self.resolved_stimuli_path())
 
     def summary(self) -> str:
         """A few lines for logs: sizes, time span, areas and animals with unit counts."""
@@ -232,17 +232,9 @@ def save_neural_data(path, data: NeuralData, overwrite: bool = False) -> str:
     validate(data)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it (the old file stays until success).")
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_write.atomic_path(path) as tmp_path:
         with h5py.File(tmp_path, "w") as f:
             _write_file(f, data)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
     return path
 
 
@@ -256,16 +248,16 @@ def _write_file(f: h5py.File, data: NeuralData) -> None:
         "responses", data=data.responses, chunks=(rows, u, t, r), compression="gzip", compression_opts=4, shuffle=True
     )
     for name in ("stimulus_ids", "unit_ids", "animal", "area"):
-        _write_strings(f, name, getattr(data, name))
+        write_strings(f, name, getattr(data, name))
     f.create_dataset("time_bins_ms", data=data.time_bins_ms)
     if data.stimulus_labels is not None:
-        _write_strings(f, "stimulus_labels", data.stimulus_labels)
+        write_strings(f, "stimulus_labels", data.stimulus_labels)
     if data.stimuli is not None:
         f.create_dataset("stimuli", data=data.stimuli, chunks=True, compression="gzip", compression_opts=4)
     if data.stimuli_path is not None:
         f.attrs["stimuli_path"] = data.stimuli_path
-    _write_tree(f.create_group("presentation"), data.presentation)
-    _write_tree(f.create_group("attrs"), data.attrs)
+    write_tree(f.create_group("presentation"), data.presentation)
+    write_tree(f.create_group("attrs"), data.attrs)
 
 
 def load_neural_data(path) -> NeuralData:
@@ -280,7 +272,7 @@ def load_neural_data(path) -> NeuralData:
                 f"{path}: root attribute 'format_version' is missing. Fix: set it to {FORMAT_VERSION} "
                 f"(see docs/neural_data_format.md)."
             )
-        version = _decode(version)
+        version = decode_attr(version)
         if version != FORMAT_VERSION:
             raise NeuralDataError(
                 f"{path}: unknown format_version {version!r}; this goaldriven reads version {FORMAT_VERSION}. "
@@ -296,16 +288,16 @@ def load_neural_data(path) -> NeuralData:
         has_trials = f.attrs.get("has_trials")
         return NeuralData(
             responses=f["responses"][()],
-            stimulus_ids=_read_strings(f["stimulus_ids"]),
-            unit_ids=_read_strings(f["unit_ids"]),
-            animal=_read_strings(f["animal"]),
-            area=_read_strings(f["area"]),
+            stimulus_ids=read_strings(f["stimulus_ids"]),
+            unit_ids=read_strings(f["unit_ids"]),
+            animal=read_strings(f["animal"]),
+            area=read_strings(f["area"]),
             time_bins_ms=f["time_bins_ms"][()],
             has_trials=None if has_trials is None else bool(has_trials),
             stimuli=f["stimuli"][()] if "stimuli" in f else None,
-            stimuli_path=None if stimuli_path is None else _decode(stimuli_path),
-            stimulus_labels=_read_strings(f["stimulus_labels"]) if "stimulus_labels" in f else None,
-            presentation=_read_tree(f["presentation"]) if "presentation" in f else {},
-            attrs=_read_tree(f["attrs"]) if "attrs" in f else {},
+            stimuli_path=None if stimuli_path is None else decode_attr(stimuli_path),
+            stimulus_labels=read_strings(f["stimulus_labels"]) if "stimulus_labels" in f else None,
+            presentation=read_tree(f["presentation"]) if "presentation" in f else {},
+            attrs=read_tree(f["attrs"]) if "attrs" in f else {},
             base_dir=os.path.dirname(os.path.abspath(path)),
         )

@@ -23,9 +23,9 @@ import dataclasses
 
 import numpy as np
 
-from goaldriven.neural_fits.brainscore_netcdf import from_brainscore_netcdf
-from goaldriven.neural_fits.data import NeuralData, NeuralDataError
-from goaldriven.neural_fits.data_checks import resolve_trials
+from goaldriven.neural_fits.data.brainscore_netcdf import from_brainscore_netcdf
+from goaldriven.neural_fits.data.checks import resolve_trials
+from goaldriven.neural_fits.data.neural_data import NeuralData, NeuralDataError
 
 # n: stimuli, u: units, t: time bins, r: trials, P: presentations (stimulus x repetition rows of an assembly)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits.synthetic import (
+from goaldriven.neural_fits.data.synthetic import (
     default_dataset,
     default_images,
     random_network_features,

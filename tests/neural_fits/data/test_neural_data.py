@@ -6,8 +6,14 @@ import h5py
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits import data as data_module
-from goaldriven.neural_fits.data import NeuralData, NeuralDataError, load_neural_data, save_neural_data, validate
+from goaldriven.neural_fits.data import neural_data as data_module
+from goaldriven.neural_fits.data.neural_data import (
+    NeuralData,
+    NeuralDataError,
+    load_neural_data,
+    save_neural_data,
+    validate,
+)
 
 # n: stimuli, u: units, t: time bins, r: trials
 
@@ -242,14 +248,14 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def explode(group, tree):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(data_module, "_write_tree", explode)
+    monkeypatch.setattr(data_module, "write_tree", explode)
     with pytest.raises(RuntimeError, match="disk full"):
         save_neural_data(tmp_path / "new.h5", make_data())
     assert os.listdir(tmp_path) == []  # neither the target nor a temp file
 
     monkeypatch.undo()
     save_neural_data(tmp_path / "old.h5", make_data())
-    monkeypatch.setattr(data_module, "_write_tree", explode)
+    monkeypatch.setattr(data_module, "write_tree", explode)
     with pytest.raises(RuntimeError):
         save_neural_data(tmp_path / "old.h5", make_data(responses=np.ones((5, 4, 3, 6))), overwrite=True)
     assert os.listdir(tmp_path) == ["old.h5"]

@@ -1,7 +1,7 @@
 """HDF5 and image-file helpers of the neural data format, and the error type `NeuralDataError`.
 
 Reference: A. Nayebi, PhD thesis (2022), Sections 2.5.6 / 2.5.8 / 3.6.1 (the recordings stored in this format); the
-on-disk layout is documented in docs/neural_data_format.md. `goaldriven.neural_fits.data` re-exports
+on-disk layout is documented in docs/neural_data_format.md. `neural_data.py` re-exports
 `NeuralDataError` and uses these helpers to save and load `NeuralData`; they take plain h5py objects and arrays.
 
 Strings are UTF-8 variable-length HDF5 strings (nothing is pickled). Metadata trees map to HDF5 as:
@@ -31,7 +31,7 @@ def open_hdf5(path: str, fix: str) -> h5py.File:
         raise NeuralDataError(f"{path} is not a readable HDF5 file ({error}). Fix: {fix}") from error
 
 
-def _as_str_array(value) -> np.ndarray:
+def as_str_array(value) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind == "U":
         return array
@@ -41,7 +41,7 @@ def _as_str_array(value) -> np.ndarray:
     return array.astype(str)
 
 
-def _resolve_path(path, base_dir) -> str | None:
+def resolve_path(path, base_dir) -> str | None:
     if path is None:
         return None
     path = os.path.expanduser(os.fspath(path))
@@ -57,21 +57,21 @@ def _image_dataset(f: h5py.File, path: str) -> h5py.Dataset:
     return datasets[0]
 
 
-def _image_file_shape(path: str) -> tuple:
+def image_file_shape(path: str) -> tuple:
     if path.endswith(".npy"):
         return np.load(path, mmap_mode="r", allow_pickle=False).shape
     with h5py.File(path, "r") as f:
         return _image_dataset(f, path).shape
 
 
-def _read_image_file(path: str) -> np.ndarray:
+def read_image_file(path: str) -> np.ndarray:
     if path.endswith(".npy"):
         return np.load(path, allow_pickle=False)
     with h5py.File(path, "r") as f:
         return _image_dataset(f, path)[()]
 
 
-def _decode(value):
+def decode_attr(value):
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.reshape(-1)[0]
     if isinstance(value, bytes):
@@ -79,36 +79,36 @@ def _decode(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _write_strings(group: h5py.Group, name: str, values: np.ndarray) -> None:
+def write_strings(group: h5py.Group, name: str, values: np.ndarray) -> None:
     group.create_dataset(name, data=np.array(values.tolist(), dtype=object), dtype=h5py.string_dtype("utf-8"))
 
 
-def _read_strings(dataset: h5py.Dataset) -> np.ndarray:
+def read_strings(dataset: h5py.Dataset) -> np.ndarray:
     if h5py.check_string_dtype(dataset.dtype) is not None:
-        return _as_str_array(dataset.asstr()[()])
-    return _as_str_array(dataset[()])
+        return as_str_array(dataset.asstr()[()])
+    return as_str_array(dataset[()])
 
 
-def _write_tree(group: h5py.Group, tree: dict) -> None:
+def write_tree(group: h5py.Group, tree: dict) -> None:
     for key, value in tree.items():
         if isinstance(value, dict):
-            _write_tree(group.create_group(key), value)
+            write_tree(group.create_group(key), value)
         elif isinstance(value, np.ndarray):
             if value.dtype.kind == "U":
-                _write_strings(group, key, value)
+                write_strings(group, key, value)
             else:
                 group.create_dataset(key, data=value)
         else:
             group.attrs[key] = value
 
 
-def _read_tree(group: h5py.Group) -> dict:
-    out = {key: _decode(value) for key, value in group.attrs.items()}
+def read_tree(group: h5py.Group) -> dict:
+    out = {key: decode_attr(value) for key, value in group.attrs.items()}
     for key, item in group.items():
         if isinstance(item, h5py.Group):
-            out[key] = _read_tree(item)
+            out[key] = read_tree(item)
         elif h5py.check_string_dtype(item.dtype) is not None:
-            out[key] = _read_strings(item)
+            out[key] = read_strings(item)
         else:
             out[key] = item[()]
     return out

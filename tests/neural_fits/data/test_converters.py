@@ -11,13 +11,13 @@ import h5py
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits.converters import (
+from goaldriven.neural_fits.data.converters import (
     concatenate_animals,
     from_brainscore_netcdf,
     from_trial_array,
     normalize_to_blank,
 )
-from goaldriven.neural_fits.data import NeuralDataError
+from goaldriven.neural_fits.data.neural_data import NeuralDataError
 
 # n: stimuli, u: units, t: time bins, r: trials, P: presentations
 

@@ -2,7 +2,7 @@
 
 Reference: the estimators of A. Nayebi, PhD thesis (2022), Sections 2.5.6-2.5.7 and 3.6.2-3.6.3 (split-half
 Spearman-Brown reliability, noise-corrected predictivity, inter-animal consistency); used to test that they recover
-a known truth. Data layout: `goaldriven.neural_fits.data.NeuralData`.
+a known truth. Data layout: `goaldriven.neural_fits.data.neural_data.NeuralData`.
 
 Generative model, for unit j of area a (reading feature layer L(a)), stimulus i, time bin k, trial l:
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from goaldriven.neural_fits.data import NeuralData
+from goaldriven.neural_fits.data.neural_data import NeuralData
 
 # n: stimuli, p: features, u: units, t: time bins, r: trials, h/w/c: image height/width/channels
 

@@ -1,7 +1,7 @@
 """Validation of `NeuralData` fields and the missing-trial policy shared by the converters.
 
 Reference: A. Nayebi, PhD thesis (2022), Sections 2.5.6 / 2.5.8 / 3.6.1 (the recordings validated here); the rules
-are those of docs/neural_data_format.md. `goaldriven.neural_fits.data` re-exports `validate` and runs it on every
+are those of docs/neural_data_format.md. `neural_data.py` re-exports `validate` and runs it on every
 `NeuralData` construction, save and load.
 
 Rules checked (the first broken one raises NeuralDataError naming the field, expected vs received, and the fix):
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from goaldriven.neural_fits.data_io import NeuralDataError, _as_str_array, _image_file_shape, _resolve_path
+from goaldriven.neural_fits.data.hdf5_io import NeuralDataError, as_str_array, image_file_shape, resolve_path
 
 if TYPE_CHECKING:
-    from goaldriven.neural_fits.data import NeuralData
+    from goaldriven.neural_fits.data.neural_data import NeuralData
 
 # n: stimuli, u: units, t: time bins, r: trials, h/w/c: stimulus image height/width/channels
 
@@ -68,8 +68,8 @@ def validate(data: NeuralData) -> None:
     if data.stimulus_labels is not None:
         _check_labels("stimulus_labels", data.stimulus_labels, n, "axis 0 (stimuli)", unique=False)
     _check_stimuli(data, n)
-    _normalize_tree(data.presentation, "presentation")
-    attrs = _normalize_tree(data.attrs, "attrs")
+    normalize_tree(data.presentation, "presentation")
+    attrs = normalize_tree(data.attrs, "attrs")
     per_unit = attrs.get("per_unit")
     if per_unit is not None:
         if not isinstance(per_unit, dict):
@@ -173,13 +173,13 @@ def _check_stimuli(data: NeuralData, n: int) -> None:
                 f"{data.stimuli.max():g}]. Fix: divide 0-255 images by 255, or pass uint8."
             )
     if data.stimuli_path is not None:
-        resolved = _resolve_path(data.stimuli_path, data.base_dir)
+        resolved = resolve_path(data.stimuli_path, data.base_dir)
         if not os.path.exists(resolved):
             raise NeuralDataError(
                 f"NeuralData.stimuli_path {data.stimuli_path!r} resolves to {resolved!r}, which does not exist. Fix: "
                 f"put the image file there (relative paths are relative to the data file's folder) or fix the path."
             )
-        _check_image_shape(_image_file_shape(resolved), n, f"stimuli file {resolved}")
+        _check_image_shape(image_file_shape(resolved), n, f"stimuli file {resolved}")
 
 
 def _check_image_shape(shape: tuple, n: int, where: str) -> None:
@@ -192,7 +192,7 @@ def _check_image_shape(shape: tuple, n: int, where: str) -> None:
         )
 
 
-def _normalize_tree(tree, where: str) -> dict:
+def normalize_tree(tree, where: str) -> dict:
     """Copy of a metadata dict with lists -> arrays, NumPy scalars -> Python; rejects what HDF5 cannot hold."""
     if not isinstance(tree, dict):
         raise NeuralDataError(f"NeuralData.{where} must be a dict; received {type(tree).__name__}.")
@@ -201,7 +201,7 @@ def _normalize_tree(tree, where: str) -> dict:
         if not isinstance(key, str) or not key or "/" in key or key == ".":
             raise NeuralDataError(f"NeuralData.{where}: key {key!r} must be a non-empty str without '/'.")
         if isinstance(value, dict):
-            out[key] = _normalize_tree(value, f"{where}['{key}']")
+            out[key] = normalize_tree(value, f"{where}['{key}']")
             continue
         if isinstance(value, (list, tuple)):
             value = np.asarray(value)
@@ -213,7 +213,7 @@ def _normalize_tree(tree, where: str) -> dict:
             if value.dtype.kind in "SUO":
                 if value.dtype.kind == "O" and not all(isinstance(x, (str, bytes)) for x in value.reshape(-1).tolist()):
                     raise NeuralDataError(f"NeuralData.{where}['{key}']: object arrays must hold str only.")
-                value = _as_str_array(value)
+                value = as_str_array(value)
             elif value.dtype.kind not in "biuf":
                 raise NeuralDataError(f"NeuralData.{where}['{key}']: arrays of dtype {value.dtype} cannot be stored.")
         elif not isinstance(value, _SCALARS):

@@ -1,7 +1,7 @@
 """Build `NeuralData` from a Brain-Score / brainio neural assembly saved as NetCDF4 (an HDF5 file).
 
 Reference: A. Nayebi, PhD thesis (2022), Section 2.5.6 (Majaj et al. 2015 V4/IT data, e.g. "dicarlo.MajajHong2015":
-5120 images x 256 units x 25 bins of 10 ms, ~50 trials). Re-exported by `goaldriven.neural_fits.converters`.
+5120 images x 256 units x 25 bins of 10 ms, ~50 trials). Re-exported by `goaldriven.neural_fits.data.converters`.
 
 Layout read: one data variable with dims presentation x neuroid [x time_bin] (any order; read from the
 netCDF dimension scales) and 1-D coordinate variables along the dims: presentation: image_id, repetition,
@@ -21,9 +21,9 @@ import os
 import h5py
 import numpy as np
 
-from goaldriven.neural_fits.data import NeuralData, NeuralDataError
-from goaldriven.neural_fits.data_checks import resolve_trials
-from goaldriven.neural_fits.data_io import _read_strings, open_hdf5
+from goaldriven.neural_fits.data.checks import resolve_trials
+from goaldriven.neural_fits.data.hdf5_io import open_hdf5, read_strings
+from goaldriven.neural_fits.data.neural_data import NeuralData, NeuralDataError
 
 # n: stimuli, u: units, t: time bins, r: trials, P: presentations (stimulus x repetition rows of an assembly)
 
@@ -57,7 +57,7 @@ def _coordinates(f: h5py.File, skip: str) -> dict[str, dict[str, np.ndarray]]:
         dims = _dim_names(item)
         dim = dims[0] if dims else name
         is_text = h5py.check_string_dtype(item.dtype) is not None or item.dtype.kind in "SO"
-        coords.setdefault(dim, {})[name] = _read_strings(item) if is_text else item[()]
+        coords.setdefault(dim, {})[name] = read_strings(item) if is_text else item[()]
     return coords
 
 
