@@ -5,7 +5,7 @@ doing the same splits in the same run; at least 5x faster with identical scores"
 
 Data (synthetic, seeded): features x = z A + noise (float32), z (N, 64) latent, targets y = z B + noise (N, units),
 i.e. noisy linear readouts of the same latent. Splits: `--splits` random 75/25 permutations.
-    ours     goaldriven.neural_fits.pls.pls_splits: one N x N float64 Gram of all stimuli, then kernel PLS per
+    ours     goaldriven.neural_fits.mappings.pls.pls_splits: one N x N float64 Gram of all stimuli, then kernel PLS per
              split (timed end to end, Gram included)
     sklearn  PLSRegression(25, scale=False).fit(x[tr], y[tr]).predict(x[te]) per split
 At full size the sklearn loop is slow (per component, tens to hundreds of NIPALS iterations, each two passes over
@@ -34,7 +34,8 @@ import time
 import numpy as np
 
 from goaldriven import atomic_write
-from goaldriven.neural_fits import metrics, pls
+from goaldriven.neural_fits import metrics
+from goaldriven.neural_fits.mappings import pls
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LATENT = 64

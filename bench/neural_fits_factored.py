@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from goaldriven import atomic_write
 from goaldriven.neural_fits import metrics
-from goaldriven.neural_fits.factored_readout import FactoredReadout
+from goaldriven.neural_fits.mappings.factored_readout import FactoredReadout
 
 # n: stimuli, t: time bins, h/w: space, c: channels, u: units, b: batch
 

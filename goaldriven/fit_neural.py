@@ -22,7 +22,7 @@ from absl import app, flags, logging
 
 import gin
 from goaldriven import checkpointing, cli_config, distribute
-from goaldriven.neural_fits import features, mappers, report, run, simulate_from_model
+from goaldriven.neural_fits import features, mappings, report, run, simulate_from_model
 from goaldriven.neural_fits.data import neural_data
 
 PROG = "goaldriven-fit"
@@ -33,7 +33,7 @@ _NEURAL_DATA = flags.DEFINE_string("neural_data", None, "Neural data file (.h5, 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: features, per-unit CSV, summary JSON, plots.")
 _STRATEGY = flags.DEFINE_enum("strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address (with --strategy=tpu).")
-_MAPPING = flags.DEFINE_enum("mapping", "pls", sorted(mappers.MAPPERS), "Mapping from features to each area.")
+_MAPPING = flags.DEFINE_enum("mapping", "pls", sorted(mappings.MAPPINGS), "Mapping from features to each area.")
 _MAPPING_OPTIONS = flags.DEFINE_list("mapping_options", [], "Mapping options key=value, e.g. n_components=25,alpha=1.")
 _TEMPORAL = flags.DEFINE_enum("temporal", "window", list(run.TEMPORAL_MODES), "window | varying | fixed.")
 _WINDOW = flags.DEFINE_list("window_ms", ["70", "170"], "Response window start,end in ms (temporal=window).")

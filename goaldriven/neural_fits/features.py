@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven import runtime
-from goaldriven.neural_fits import mappers
+from goaldriven.neural_fits.mappings.gram import GramFeatures
 from goaldriven.tasks import image_preprocessing
 
 FORMAT_VERSION = 1
@@ -182,7 +182,7 @@ class FeatureStore:
         return chosen
 
     def gram_features(self, layer: str, steps: Sequence[int] | None = None, max_bytes: int = 2**31):
-        """mappers.GramFeatures of `flat(layer, steps)` without holding it: row blocks of at most `max_bytes` each.
+        """GramFeatures of `flat(layer, steps)` without holding it: row blocks of at most `max_bytes` each.
 
         One pass for the column means, then the N x N Gram of the centred rows block pair by block pair (k blocks:
         k (k + 1) / 2 block reads), so memory stays at two blocks whatever the layer's size.
@@ -198,7 +198,7 @@ class FeatureStore:
                 block_j = block_i if j == i else self.flat_rows(layer, steps, j, j + rows) - mean
                 gram[i : i + rows, j : j + rows] = block_i @ block_j.T
                 gram[j : j + rows, i : i + rows] = gram[i : i + rows, j : j + rows].T
-        return mappers.GramFeatures(gram=gram, n_features=p)
+        return GramFeatures(gram=gram, n_features=p)
 
     def flat_rows(self, layer: str, steps: Sequence[int] | None, start: int, stop: int) -> np.ndarray:
         """(rows, p) float64: rows start..stop of `flat(layer, steps)`, reading only those steps."""

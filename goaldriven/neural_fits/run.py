@@ -25,12 +25,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from goaldriven.neural_fits import consistency, mappers, metrics
+from goaldriven.neural_fits import consistency, mappings, metrics
 from goaldriven.neural_fits.data.neural_data import NeuralData
 from goaldriven.neural_fits.features import FeatureStore
+from goaldriven.neural_fits.mappings.gram import GramFeatures
+from goaldriven.neural_fits.mappings.temporal import TemporallyFixed
 
 TEMPORAL_MODES = ("window", "varying", "fixed")
-KERNEL_MAPPINGS = ("pls", "ridge")  # mappings that can reuse one Gram of all stimuli (mappers.GramFeatures)
 NOISE_CORRECTIONS = ("split_half", "reliability")
 
 
@@ -64,13 +65,12 @@ class FitConfig:
             raise ValueError(
                 f"noise_correction must be one of {NOISE_CORRECTIONS}. Received: {self.noise_correction!r}"
             )
-        if self.mapping not in mappers.MAPPERS:
-            raise ValueError(f"unknown mapping {self.mapping!r}; choose one of {sorted(mappers.MAPPERS)}.")
+        mapping = mappings.mapping_class(self.mapping)
         if self.temporal == "fixed" and self.noise_correction == "split_half":
             raise ValueError("temporal='fixed' scores with noise_correction='reliability' (one fit per split).")
-        if self.mapping == "factored" and self.noise_correction == "split_half":
+        if mapping.costly_fit and self.noise_correction == "split_half":
             raise ValueError(
-                "the factored readout is trained by gradient descent; bootstrapped split-half fits would train it "
+                f"mapping {self.mapping!r} is trained by gradient descent; bootstrapped split-half fits would train it "
                 "2 x n_boot x n_splits times. Use noise_correction='reliability' (thesis eq. 2.15)."
             )
         if not 0 < self.train_fraction < 1 or self.n_splits < 1 or self.n_boot < 1:
@@ -89,7 +89,7 @@ class FitResult:
 
 
 def _mapper_factory(config: FitConfig) -> Callable[[], Any]:
-    return lambda: mappers.make_mapper(config.mapping, **config.mapping_kwargs)
+    return lambda: mappings.make_mapping(config.mapping, **config.mapping_kwargs)
 
 
 def _check_alignment(store: FeatureStore, data: NeuralData) -> None:
@@ -172,15 +172,15 @@ def fit_recordings(
 
 
 def _features(store: FeatureStore, layer: str, steps: list[int], config: FitConfig):
-    """The layer's (n, p) features at `steps`; for PLS / ridge with p > n their Gram (mappers.GramFeatures), shared
+    """The layer's (n, p) features at `steps`; for PLS / ridge with p > n their Gram (GramFeatures), shared
     by every split, bootstrap half and target group, streamed from the store when the features exceed
     `config.max_feature_bytes` (float32)."""
     n, p = int(store[layer].shape[0]), int(np.prod(store[layer].shape[2:]))
-    if config.mapping not in KERNEL_MAPPINGS or p <= n:
+    if not mappings.MAPPINGS[config.mapping].accepts_gram or p <= n:
         return store.flat(layer, steps)
     if 4 * n * p > config.max_feature_bytes:
         return store.gram_features(layer, steps, max_bytes=config.max_feature_bytes // 2)
-    return mappers.GramFeatures(store.flat(layer, steps))
+    return GramFeatures(store.flat(layer, steps))
 
 
 def _target_groups(data: NeuralData, areas: Sequence[str], per_animal: bool) -> list[tuple[str, np.ndarray]]:
@@ -255,12 +255,12 @@ def _score_fixed(store, layer, data, units, bins, splits, config) -> dict[str, n
     trials = data.responses[:, units][:, :, bins]  # (n, u, t, r)
     mean = trials.mean(axis=-1)  # (n, u, t)
     factory = _mapper_factory(config)
-    spatial = config.mapping == "factored"
+    spatial = mappings.MAPPINGS[config.mapping].needs_maps
     # The factored readout reads (n, t', h, w, c) maps batch by batch; the others take flattened (n, t', p) features.
     x = _StepView(store[layer], steps) if spatial else store_flat_steps(store, layer, steps)
     raws = []
     for tr, te in splits:
-        mapper = factory() if spatial else mappers.TemporallyFixed(factory)
+        mapper = factory() if spatial else TemporallyFixed(factory)
         pred = mapper.fit(x[tr], mean[tr]).predict(x[te])  # (n_te, u, t)
         raws.append(np.stack([metrics.pearson(pred[:, :, k], mean[te][:, :, k]) for k in range(len(bins))], axis=1))
     raw = np.nanmean(raws, axis=0)  # (u, t)
@@ -284,7 +284,8 @@ def _per_time(values, i, label, data, bins, config):
 def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, str], dict[str, Any]]:
     """{(area, time label): {"unit_ids": ..., "values": per-unit consistency}} from the recordings alone."""
     out = {}
-    factory = _mapper_factory(config) if config.mapping != "factored" else (lambda: mappers.make_mapper("pls"))
+    needs_maps = mappings.MAPPINGS[config.mapping].needs_maps  # maps-only mappings cannot map units: PLS instead
+    factory = (lambda: mappings.make_mapping("pls")) if needs_maps else _mapper_factory(config)
     for area in areas:
         animals = sorted(set(data.animal[data.area == area]))
         if len(animals) < 2:

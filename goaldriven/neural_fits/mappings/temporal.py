@@ -1,4 +1,4 @@
-"""Temporal wrappers: (n, t, *features) features to (n, u, t) responses with any mapper of mappers.py.
+"""Temporal wrappers: (n, t, *features) features to (n, u, t) responses with any mapping of mappings/.
 
 References: thesis Fig. 2.12a (temporally varying: PLS-25 per 10 ms bin) and eq. 2.13 (temporally fixed: one
 mapping shared by all time bins); spec ch2 8.7.
@@ -10,7 +10,7 @@ mapping shared by all time bins); spec ch2 8.7.
 # n: stimuli, p: features, u: units, t: time bins
 import numpy as np
 
-from goaldriven.neural_fits.mappers import make_mapper
+from goaldriven.neural_fits.mappings import make_mapping
 
 
 def _check_temporal(x, y=None, bins=None):
@@ -42,12 +42,12 @@ def _check_temporal(x, y=None, bins=None):
 
 
 class _Temporal:
-    """Shared parts of the temporal wrappers; `mapper_factory` is a zero-argument callable or a MAPPERS name."""
+    """Shared parts of the temporal wrappers; `mapper_factory` is a zero-argument callable or a MAPPINGS name."""
 
     def __init__(self, mapper_factory, bins=None):
         if isinstance(mapper_factory, str):
             name = mapper_factory
-            mapper_factory = lambda: make_mapper(name)
+            mapper_factory = lambda: make_mapping(name)
         if not callable(mapper_factory):
             raise TypeError(f"mapper_factory must be a callable returning a mapper. Received {mapper_factory!r}")
         self.mapper_factory, self.bins = mapper_factory, None if bins is None else list(bins)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from sklearn.cross_decomposition import PLSRegression as SkPLS
 
-from goaldriven.neural_fits import pls
+from goaldriven.neural_fits.mappings import pls
+from goaldriven.neural_fits.mappings.gram import GramCache
 
 
 def _data(n, p, u, seed=0, n_test=15, dtype=np.float64):
@@ -78,7 +79,7 @@ def test_gram_cache_split_equals_direct_centring():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((30, 70)) + 10.0
     tr, te = np.array([0, 3, 4, 8, 9, 11, 15, 20, 21, 29]), np.array([1, 2, 27])
-    kernel, cross = pls.GramCache(x.astype(np.float32), block=16).split(tr, te)
+    kernel, cross = GramCache(x.astype(np.float32), block=16).split(tr, te)
     x32 = x.astype(np.float32).astype(np.float64)
     mean = x32[tr].mean(axis=0)
     np.testing.assert_allclose(kernel, (x32[tr] - mean) @ (x32[tr] - mean).T, atol=1e-9)

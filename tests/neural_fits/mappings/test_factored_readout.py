@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from goaldriven.neural_fits import factored_ops
-from goaldriven.neural_fits.factored_readout import FactoredReadout
+from goaldriven.neural_fits.mappings import factored_ops
+from goaldriven.neural_fits.mappings.factored_readout import FactoredReadout
 from tests import strategies
 
 # n: stimuli, t: time bins, h/w: space, c: channels, u: units

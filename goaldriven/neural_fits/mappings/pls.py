@@ -38,17 +38,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from goaldriven.neural_fits.mappers import (
-    DEFAULT_BLOCK,
-    GramCache,
-    GramRows,
-    Mapper,
-    centred_dot,
-    centred_grams,
-    centred_t_dot,
-    check_x,
-    check_ys,
-)
+from goaldriven.neural_fits.mappings.base import DEFAULT_BLOCK, Mapper, check_x, check_ys
+from goaldriven.neural_fits.mappings.gram import GramCache, GramRows, centred_dot, centred_grams, centred_t_dot
 
 RANK_RTOL = 1e-10
 _DRIFT_RTOL = 1e-9
@@ -152,6 +143,8 @@ class PLSRegression(Mapper):
         block: feature columns per float64 block when forming Grams (bounds memory for float32 inputs).
     Attributes after fit: x_mean_ (p,), y_mean_ (u,), coef_ (p, u), n_components_ (components used), n_iter_.
     """
+
+    accepts_gram = True
 
     def __init__(
         self,

@@ -10,8 +10,10 @@ References: thesis Section 4.8.3 (ElasticNet-CV, chapter 4); spec ch4 B4.1 and a
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import ElasticNet, enet_path
 
-from goaldriven.neural_fits.mappers import Mapper
+from goaldriven.neural_fits.mappings.base import Mapper, split_targets
 
 # the chapter 4 grid (spec ch4 B4.1): alpha log-spaced in [1e-9, 1e9] (includes 1), l1_ratio ~0 then uniform in (0, 1]
 GRIDS = {
@@ -100,9 +102,6 @@ class ElasticNetCV(Mapper):
         self.max_iter, self.tol = int(max_iter), float(tol)
 
     def _fit(self, x, y):
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import ElasticNet, enet_path
-
         x = np.asarray(x, dtype=np.float64)
         n_a, n_l, u = len(self.alphas), len(self.l1_ratios), y.shape[1]
         folds = kfold_indices(x.shape[0], self.cv, self.seed)
@@ -159,4 +158,4 @@ class ElasticNetCV(Mapper):
 
     def _fit_predict_many(self, x_train, ys, x_test):
         self._fit(x_train, np.concatenate(ys, axis=1))  # independent per unit
-        return np.split(self._predict(x_test), np.cumsum([y.shape[1] for y in ys])[:-1], axis=1)
+        return split_targets(self._predict(x_test), ys)

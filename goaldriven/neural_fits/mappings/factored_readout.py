@@ -36,7 +36,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from goaldriven.neural_fits import factored_ops, mappers
+from goaldriven.neural_fits.mappings import factored_ops
+from goaldriven.neural_fits.mappings.base import Mapper
 
 
 def _check_features(x, name: str = "x") -> tuple:
@@ -65,7 +66,7 @@ def _read_rows(x, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(x[run[0] : run[-1] + 1], np.float32) for run in runs])
 
 
-class FactoredReadout(mappers.Mapper):
+class FactoredReadout(Mapper):
     """Spatial mask x channel weights per unit (eq. 2.12), fit by Adam on eq. 2.13. A Mapper that overrides fit,
     predict and fit_predict_many (and so the Mapper's 2-D validation): x is a 4-D/5-D feature map.
 
@@ -88,6 +89,9 @@ class FactoredReadout(mappers.Mapper):
     Attributes after fit: spatial_masks (u, h, w), channel_weights (u, c), bias (u,), history
       {"loss", "penalty", "val_loss", "seconds"} (one entry per epoch), best_epoch (1-based).
     """
+
+    needs_maps = True
+    costly_fit = True
 
     def __init__(
         self,
