@@ -34,8 +34,8 @@ import time
 import numpy as np
 
 from goaldriven import atomic_write
-from goaldriven.neural_fits import metrics
 from goaldriven.neural_fits.mappings import pls
+from goaldriven.neural_fits.metrics.correlation import pearson
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LATENT = 64
@@ -75,7 +75,7 @@ def run_pls(args) -> dict:
     began = time.perf_counter()
     ours = pls.pls_splits(x, y, splits, args.components, verbose=True)
     t_ours = time.perf_counter() - began
-    r_ours = np.stack([metrics.pearson(p, y[te]) for p, (_, te) in zip(ours, splits)])  # (splits, u)
+    r_ours = np.stack([pearson(p, y[te]) for p, (_, te) in zip(ours, splits)])  # (splits, u)
     result = dict(
         stimuli=args.stimuli,
         features=args.features,
@@ -94,7 +94,7 @@ def run_pls(args) -> dict:
     began = time.perf_counter()
     theirs = sklearn_splits(x, y, splits[:k], args.components)
     t_sk = time.perf_counter() - began
-    r_sk = np.stack([metrics.pearson(p, y[te]) for p, (_, te) in zip(theirs, splits)])
+    r_sk = np.stack([pearson(p, y[te]) for p, (_, te) in zip(theirs, splits)])
     scale = max(np.abs(p - p.mean(axis=0)).max() for p in theirs)
     result.update(
         sklearn_splits_run=k,

@@ -25,11 +25,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from goaldriven.neural_fits import consistency, mappings, metrics
+from goaldriven.neural_fits import mappings
 from goaldriven.neural_fits.data.neural_data import NeuralData
 from goaldriven.neural_fits.features import FeatureStore
 from goaldriven.neural_fits.mappings.gram import GramFeatures
 from goaldriven.neural_fits.mappings.temporal import TemporallyFixed
+from goaldriven.neural_fits.metrics import consistency
+from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson, select_layers, summarize
+from goaldriven.neural_fits.metrics.reliability import split_half_reliability
+from goaldriven.neural_fits.metrics.splits import stimulus_splits
 
 TEMPORAL_MODES = ("window", "varying", "fixed")
 NOISE_CORRECTIONS = ("split_half", "reliability")
@@ -129,9 +133,7 @@ def fit_recordings(
             "noise-corrected scores need trial-resolved responses (>= 2 trials); this file holds trial averages only."
         )
     groups = data.stimulus_labels if config.stratify and data.stimulus_labels is not None else None
-    splits = metrics.stimulus_splits(
-        len(data.stimulus_ids), config.train_fraction, config.n_splits, config.seed, groups
-    )
+    splits = stimulus_splits(len(data.stimulus_ids), config.train_fraction, config.n_splits, config.seed, groups)
     times = _time_points(data, config)
     targets = _target_groups(data, areas, config.per_animal)
     rows: list[dict[str, Any]] = []
@@ -219,11 +221,11 @@ def _score(x: np.ndarray, trials: np.ndarray, splits, config: FitConfig) -> dict
         return {"noise_corrected": result.noise_corrected, "raw": result.raw, "reliability": result.reliability}
     mean = trials.mean(axis=-1)  # (n, u)
     raw = np.nanmean(
-        [metrics.pearson(factory().fit_predict_many(x[tr], [mean[tr]], x[te])[0], mean[te]) for tr, te in splits],
+        [pearson(factory().fit_predict_many(x[tr], [mean[tr]], x[te])[0], mean[te]) for tr, te in splits],
         axis=0,
     )
-    reliability = metrics.split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)
-    return {"noise_corrected": metrics.noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
+    reliability = split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)
+    return {"noise_corrected": noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
 
 
 class _StepView:
@@ -262,10 +264,10 @@ def _score_fixed(store, layer, data, units, bins, splits, config) -> dict[str, n
     for tr, te in splits:
         mapper = factory() if spatial else TemporallyFixed(factory)
         pred = mapper.fit(x[tr], mean[tr]).predict(x[te])  # (n_te, u, t)
-        raws.append(np.stack([metrics.pearson(pred[:, :, k], mean[te][:, :, k]) for k in range(len(bins))], axis=1))
+        raws.append(np.stack([pearson(pred[:, :, k], mean[te][:, :, k]) for k in range(len(bins))], axis=1))
     raw = np.nanmean(raws, axis=0)  # (u, t)
-    reliability = metrics.split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)  # (u, t)
-    return {"noise_corrected": metrics.noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
+    reliability = split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)  # (u, t)
+    return {"noise_corrected": noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
 
 
 def store_flat_steps(store: FeatureStore, layer: str, steps: Sequence[int]) -> np.ndarray:
@@ -338,11 +340,11 @@ def _summarize(rows, layers, areas, inter_animal, config) -> dict[str, Any]:
                 raw = np.array(
                     [r["raw"] for r in rows if r["area"] == area and r["layer"] == layer and r["time"] == label]
                 )
-                per_time[label] = {"noise_corrected": metrics.summarize(values), "raw": metrics.summarize(raw)}
+                per_time[label] = {"noise_corrected": summarize(values), "raw": summarize(raw)}
             table[area][layer] = per_time
             overall = np.array([r["noise_corrected"] for r in rows if r["area"] == area and r["layer"] == layer])
             scores.setdefault(layer, {})[area] = overall
-    best_layers, _ = metrics.select_layers(scores)
+    best_layers, _ = select_layers(scores)
     summary: dict[str, Any] = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
         "areas": table,
@@ -350,7 +352,7 @@ def _summarize(rows, layers, areas, inter_animal, config) -> dict[str, Any]:
         "inter_animal_consistency": {},
     }
     for (area, label), entry in inter_animal.items():
-        stats = metrics.summarize(entry["values"])
+        stats = summarize(entry["values"])
         best_layer = best_layers.get(area)
         model = table[area][best_layer][label]["noise_corrected"] if best_layer in table[area] else None
         fraction = None

@@ -1,15 +1,15 @@
-"""Tests for goaldriven.neural_fits.ost and ost_dprime (object solution times, spec ch2 Section 9)."""
+"""Tests for goaldriven.neural_fits.ost: solution_times.py and dprime.py (object solution times, spec ch2 Section 9)."""
 
 import numpy as np
 import pytest
 import scipy.stats
 from sklearn.decomposition import PCA
 
-from goaldriven.neural_fits import ost, ost_dprime
-from goaldriven.neural_fits.ost import (
+from goaldriven.neural_fits.ost import dprime
+from goaldriven.neural_fits.ost import solution_times as ost
+from goaldriven.neural_fits.ost.dprime import decode_dprime, image_dprime
+from goaldriven.neural_fits.ost.solution_times import (
     convrnn_to_time,
-    decode_dprime,
-    image_dprime,
     layer_to_time,
     object_solution_times,
     ost_consistency,
@@ -239,7 +239,7 @@ def test_pca_projection_matches_sklearn(n_train, p):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n_train + 10, p)) @ rng.normal(size=(p, p))
     c = min(n_train - 1, p) - 1
-    z_train, z_test = ost_dprime._pca_fit_transform(x[:n_train], x[n_train:], c)
+    z_train, z_test = dprime.pca_fit_transform(x[:n_train], x[n_train:], c)
     pca = PCA(n_components=c, svd_solver="full").fit(x[:n_train])
     np.testing.assert_allclose(np.abs(z_train), np.abs(pca.transform(x[:n_train])), atol=1e-8)
     np.testing.assert_allclose(np.abs(z_test), np.abs(pca.transform(x[n_train:])), atol=1e-8)

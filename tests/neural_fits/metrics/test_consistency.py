@@ -7,7 +7,10 @@ trial noise of known sd, so reliabilities and ceilings follow from theory.
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits import consistency, metrics
+from goaldriven.neural_fits.metrics import consistency
+from goaldriven.neural_fits.metrics.correlation import noise_corrected, select_layers
+from goaldriven.neural_fits.metrics.reliability import reliability_from_halves, split_half_reliability
+from goaldriven.neural_fits.metrics.splits import stimulus_splits, trial_halves
 
 # n: stimuli, p: features, u: units, t: time bins, r: trials, b: bootstraps
 
@@ -48,7 +51,7 @@ def test_true_features_score_near_one_while_raw_r_is_below_one():
     n, p, u, r, noise_sd = 240, 6, 20, 10, 1.5
     features = rng.normal(size=(n, p))
     trials = _responses(features, u, noise_sd, r, rng)
-    splits = metrics.stimulus_splits(n, 0.75, 2, seed=0)
+    splits = stimulus_splits(n, 0.75, 2, seed=0)
     res = consistency.model_predictivity(features, trials, LstsqMapper, splits, 20, seed=0, spearman_brown=False)
     full_rel = 1 / (1 + noise_sd**2 / r)  # SB reliability of the full average: 0.816
     assert res.noise_corrected.shape == res.raw.shape == res.reliability.shape == (u,)
@@ -58,8 +61,8 @@ def test_true_features_score_near_one_while_raw_r_is_below_one():
     assert np.all(res.raw < 0.97)
     np.testing.assert_allclose(res.reliability.mean(), 1 / (1 + noise_sd**2 / (r // 2)), atol=0.03)  # half level
     # eq. 2.15 with the SB reliability of the full trial average also recovers ~1.
-    sb_rel = metrics.split_half_reliability(trials, 20, seed=0)
-    assert 0.95 < np.median(metrics.noise_corrected(res.raw, sb_rel)) < 1.05
+    sb_rel = split_half_reliability(trials, 20, seed=0)
+    assert 0.95 < np.median(noise_corrected(res.raw, sb_rel)) < 1.05
 
 
 def test_spearman_brown_form_matches_its_theoretical_ceiling():
@@ -67,7 +70,7 @@ def test_spearman_brown_form_matches_its_theoretical_ceiling():
     rng = np.random.default_rng(1)
     n, p, u, r = 300, 5, 20, 10
     features = rng.normal(size=(n, p))
-    splits = metrics.stimulus_splits(n, 0.75, 2, seed=1)
+    splits = stimulus_splits(n, 0.75, 2, seed=1)
     for noise_sd in (0.7, 2.0):
         trials = _responses(features, u, noise_sd, r, rng)
         res = consistency.model_predictivity(features, trials, LstsqMapper, splits, 20, seed=2)
@@ -84,7 +87,7 @@ def test_unrelated_features_score_near_zero():
     n = 240
     trials = _responses(rng.normal(size=(n, 4)), 20, 1.0, 10, rng)
     res = consistency.model_predictivity(
-        rng.normal(size=(n, 4)), trials, LstsqMapper, metrics.stimulus_splits(n, 0.5, 2, seed=0), 10, seed=0
+        rng.normal(size=(n, 4)), trials, LstsqMapper, stimulus_splits(n, 0.5, 2, seed=0), 10, seed=0
     )
     assert abs(np.nanmedian(res.noise_corrected)) < 0.15 and abs(np.median(res.raw)) < 0.15
 
@@ -94,8 +97,8 @@ def test_model_predictivity_equals_a_direct_loop_over_splits_and_bootstraps():
     n, p, u, r, n_boot = 30, 3, 2, 6, 4
     features = rng.normal(size=(n, p))
     trials = _responses(features, u, 1.0, r, rng)
-    splits = metrics.stimulus_splits(n, 0.5, 2, seed=4)
-    halves = metrics.trial_halves(r, n_boot, seed=5)
+    splits = stimulus_splits(n, 0.5, 2, seed=4)
+    halves = trial_halves(r, n_boot, seed=5)
 
     def fit(train, test, y):
         coef, *_ = np.linalg.lstsq(np.column_stack([features[train], np.ones(len(train))]), y[train], rcond=None)
@@ -131,7 +134,7 @@ def test_one_fit_predict_many_call_per_split_and_chunking_gives_the_same_scores(
     n, n_boot = 40, 6
     features = rng.normal(size=(n, 3))
     trials = _responses(features, 3, 1.0, 8, rng)
-    splits = metrics.stimulus_splits(n, 0.5, 3, seed=0)
+    splits = stimulus_splits(n, 0.5, 3, seed=0)
     LstsqMapper.calls.clear()
     whole = consistency.model_predictivity(features, trials, LstsqMapper, splits, n_boot, seed=9)
     assert LstsqMapper.calls == [2 * n_boot + 1] * len(splits)  # both halves of every bootstrap + the full average
@@ -150,7 +153,7 @@ def test_anticorrelated_halves_have_no_defined_ratio(spearman_brown):
     rng = np.random.default_rng(10)
     first = rng.normal(size=(30, 2))
     trials = np.stack([first, -first + 0.05 * rng.normal(size=(30, 2))], axis=-1)  # (n, u, 2): halves anti-correlate
-    splits = metrics.stimulus_splits(30, 0.5, 2, seed=0)
+    splits = stimulus_splits(30, 0.5, 2, seed=0)
     res = consistency.model_predictivity(first, trials, LstsqMapper, splits, 4, seed=0, spearman_brown=spearman_brown)
     assert np.all(np.isnan(res.noise_corrected))
     assert np.all(res.reliability < 0)
@@ -169,7 +172,7 @@ class _BadMapper:
 def test_model_predictivity_errors():
     rng = np.random.default_rng(5)
     features, trials = rng.normal(size=(20, 3)), rng.normal(size=(20, 2, 4))
-    splits = metrics.stimulus_splits(20, 0.5, 1, seed=0)
+    splits = stimulus_splits(20, 0.5, 1, seed=0)
     call = lambda **kw: consistency.model_predictivity(  # noqa: E731
         **{**dict(features=features, trials=trials, mapper_factory=LstsqMapper, splits=splits, n_boot=3, seed=0), **kw}
     )
@@ -200,7 +203,7 @@ def test_model_predictivity_errors():
 # ---------------------------------------------------------------------------------------- inter-animal consistency
 @pytest.mark.parametrize("mode", ["pooled", "pairwise"])
 def test_identical_animals_are_consistent_and_independent_animals_are_not(mode):
-    splits = metrics.stimulus_splits(240, 0.5, 2, seed=0)
+    splits = stimulus_splits(240, 0.5, 2, seed=0)
     trial_counts = [10, 11, 8]  # unequal, one odd
     same = _animals(True, 1.0, trial_counts)
     res = consistency.inter_animal_consistency(same, LstsqMapper, splits, 10, seed=0, mode=mode, spearman_brown=False)
@@ -220,14 +223,14 @@ def test_inter_animal_consistency_labels_reliability_and_direct_loop():
     n, n_boot = 24, 3
     latent = rng.normal(size=(n, 2))
     data = {"A": _responses(latent, 2, 1.0, 4, rng), "B": _responses(latent, 3, 1.0, 5, rng)}
-    splits = metrics.stimulus_splits(n, 0.5, 2, seed=1)
+    splits = stimulus_splits(n, 0.5, 2, seed=1)
     res = consistency.inter_animal_consistency(data, LstsqMapper, splits, n_boot, seed=7, spearman_brown=False)
     np.testing.assert_array_equal(res.animals, ["A", "A", "B", "B", "B"])
     # Halves: one generator, drawn in dict order (documented), so they can be rebuilt here.
     gen = np.random.default_rng(7)
-    halves = {a: metrics.trial_halves(x.shape[-1], n_boot, gen) for a, x in data.items()}
+    halves = {a: trial_halves(x.shape[-1], n_boot, gen) for a, x in data.items()}
     np.testing.assert_allclose(
-        res.reliability[:2], metrics.reliability_from_halves(data["A"], halves["A"], spearman_brown=False)
+        res.reliability[:2], reliability_from_halves(data["A"], halves["A"], spearman_brown=False)
     )
 
     def corr(a, b):
@@ -256,7 +259,7 @@ def test_inter_animal_consistency_labels_reliability_and_direct_loop():
 def test_inter_animal_consistency_errors():
     rng = np.random.default_rng(7)
     data = {"A": rng.normal(size=(20, 2, 4)), "B": rng.normal(size=(20, 3, 4))}
-    splits = metrics.stimulus_splits(20, 0.5, 1, seed=0)
+    splits = stimulus_splits(20, 0.5, 1, seed=0)
     with pytest.raises(ValueError, match="mode"):
         consistency.inter_animal_consistency(data, LstsqMapper, splits, 2, seed=0, mode="holdout")
     with pytest.raises(ValueError, match=">= 2 animals"):
@@ -274,7 +277,7 @@ def test_time_resolved_model_predictivity_and_consistency():
     features = rng.normal(size=(n, t, p))
     noise_sd = [0.5, 1.0, 2.0]
     trials = np.stack([_responses(features[:, k], u, noise_sd[k], r, rng) for k in range(t)], axis=2)  # (n, u, t, r)
-    splits = metrics.stimulus_splits(n, 0.75, 2, seed=0)
+    splits = stimulus_splits(n, 0.75, 2, seed=0)
     res = consistency.model_predictivity_over_time(
         features, trials, LstsqMapper, splits, 10, seed=0, spearman_brown=False
     )
@@ -322,13 +325,13 @@ def test_select_layers_picks_the_planted_best_layer_and_breaks_ties_early():
             area: rng.normal(0.8 if best == layer else 0.4, 0.05, size=30) for area, best in planted.items()
         }
     scores["conv3"]["LM"][:5] = np.nan  # NaN units are ignored
-    best, medians = metrics.select_layers(scores)
+    best, medians = select_layers(scores)
     assert best == planted
     np.testing.assert_allclose(medians["conv3"]["LM"], np.median(scores["conv3"]["LM"][5:]))
     tie = {"a": {"V1": np.array([0.5, 0.7])}, "b": {"V1": np.array([0.7, 0.5])}, "c": {"V1": np.array([np.nan])}}
-    assert metrics.select_layers(tie)[0] == {"V1": "a"}
-    assert metrics.select_layers({"a": {"V1": np.array([np.nan])}})[0] == {"V1": None}
+    assert select_layers(tie)[0] == {"V1": "a"}
+    assert select_layers({"a": {"V1": np.array([np.nan])}})[0] == {"V1": None}
     with pytest.raises(ValueError, match="non-empty"):
-        metrics.select_layers({})
+        select_layers({})
     with pytest.raises(ValueError, match="same areas"):
-        metrics.select_layers({"a": {"V1": np.ones(2)}, "b": {"LM": np.ones(2)}})
+        select_layers({"a": {"V1": np.ones(2)}, "b": {"LM": np.ones(2)}})

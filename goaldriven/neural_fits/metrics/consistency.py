@@ -32,8 +32,10 @@ from typing import Callable
 
 import numpy as np
 
-from goaldriven.neural_fits import metrics
-from goaldriven.neural_fits.metrics import as_rng, half_means, pearson, reliability_from_halves, summarize, trial_halves
+from goaldriven.neural_fits.metrics import correlation
+from goaldriven.neural_fits.metrics.correlation import pearson, summarize
+from goaldriven.neural_fits.metrics.reliability import reliability_from_halves
+from goaldriven.neural_fits.metrics.splits import as_rng, half_means, trial_halves
 
 # n: stimuli, p: features, u: units, t: time bins, r: trials, b: bootstraps
 
@@ -81,7 +83,7 @@ def _ratio(p1, p2, s1, s2, spearman_brown: bool) -> np.ndarray:
     mapping = pearson(p1, p2, axis=0)
     target = pearson(s1, s2, axis=0)
     if spearman_brown:
-        mapping, target = metrics.spearman_brown(mapping), metrics.spearman_brown(target)
+        mapping, target = correlation.spearman_brown(mapping), correlation.spearman_brown(target)
     ok = (mapping > 0) & (target > 0)
     return np.where(ok, num / np.sqrt(np.where(ok, mapping * target, 1.0)), np.nan)
 

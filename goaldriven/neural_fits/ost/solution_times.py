@@ -1,7 +1,7 @@
 """Object solution times (OST): model time bins, per-image OST, and its Spearman consistency with IT OSTs.
 
 Reference: A. Nayebi, PhD thesis (Stanford, 2022), Sections 2.3.2 and 2.5.8, Figs. 2.3, 2.8, 2.9; Kar et al. 2019;
-implementation spec ch2 Section 9 and ambiguities A-13 and A-14. The decoder and d' live in `ost_dprime.py`.
+implementation spec ch2 Section 9 and ambiguities A-13 and A-14. The decoder and d' live in `dprime.py`.
 
 Model time bins (spec 9.3). The 19 IT bins are 70, 80, ..., 250 ms (bin j covers [70 + 10 j, 80 + 10 j) ms).
   - ConvRNN: no mapping. Step t (0-based, 10 ms per step, image on from t = 0) is bin [10 t, 10 t + 10) ms, so the
@@ -40,7 +40,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import scipy.stats
 
-from goaldriven.neural_fits.ost_dprime import (
+from goaldriven.neural_fits.ost.dprime import (
     DPRIME_CLIP,
     PCA_COMPONENTS,
     SVM_C,

@@ -107,7 +107,7 @@ def image_dprime(probabilities, labels, clip: float = DPRIME_CLIP) -> np.ndarray
         return np.where(n_valid > 0, total / n_valid, np.nan)
 
 
-def _pca_fit_transform(x_train: np.ndarray, x_test: np.ndarray, n_components: int):
+def pca_fit_transform(x_train: np.ndarray, x_test: np.ndarray, n_components: int):
     """Project train/test onto the top principal components of the (train-centred) training images."""
     x_train = x_train.astype(np.float64)  # float32 features are decoded in float64 one split at a time
     mean = x_train.mean(axis=0)
@@ -201,7 +201,7 @@ def decode_dprime(
                 f"folds). Received per-class counts: {train_counts.tolist()}"
             )
         n_comp = min(pca_components, train.size, x.shape[1])
-        z_train, z_test = _pca_fit_transform(x[train], x[test], n_comp)
+        z_train, z_test = pca_fit_transform(x[train], x[test], n_comp)
         probs = _fit_predict_proba(z_train, codes[train], z_test, svm_c, seed, calibration_folds)
         out[s, test] = image_dprime(probs, codes[test], clip=clip)
     return out
