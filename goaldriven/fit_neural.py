@@ -22,8 +22,12 @@ from absl import app, flags, logging
 
 import gin
 from goaldriven import checkpointing, cli_config, distribute
-from goaldriven.neural_fits import features, mappings, report, run, simulate_from_model
+from goaldriven.neural_fits import mappings
 from goaldriven.neural_fits.data import neural_data
+from goaldriven.neural_fits.pipeline import extraction, report, simulate_from_model
+from goaldriven.neural_fits.pipeline import fitting as run
+from goaldriven.neural_fits.pipeline.feature_store import FeatureStore
+from goaldriven.neural_fits.pipeline.stimuli import Presentation, StimulusTransform
 
 PROG = "goaldriven-fit"
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the checkpoint was trained with.")
@@ -95,8 +99,8 @@ def _build(strategy, log):
             "the config has no IMAGE_SIZE: goaldriven-fit scores image models on stimuli. Path integrators are compared "
             "with recordings through their rate maps (goaldriven.spatial.ratemaps, mappers), not this command.",
         )
-    transform = features.StimulusTransform(
-        image_size, getattr(task, "pixel_mean", features.StimulusTransform.mean), getattr(task, "pixel_std", 1.0)
+    transform = StimulusTransform(
+        image_size, getattr(task, "pixel_mean", StimulusTransform.mean), getattr(task, "pixel_std", 1.0)
     )
     with strategy.scope():
         model = task.build_model()
@@ -126,7 +130,7 @@ def main(argv: list[str]) -> None:
     try:
         strategy = distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value)
         model, transform, prefix = _build(strategy, log)
-        presentation = features.Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value)
+        presentation = Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value)
         if _SIMULATE.value:
             stimuli, ids = simulate_from_model.digits_stimuli()[0], simulate_from_model.digit_ids()
         else:
@@ -185,13 +189,13 @@ def _features(model, stimuli, ids, transform, presentation, strategy, prefix, lo
     """Features of every layer on the recordings' stimuli, cached in <workdir>/features.h5 for this checkpoint."""
     path = os.path.join(_WORKDIR.value, "features.h5")
     if os.path.exists(path):
-        store = features.FeatureStore.open(path)
+        store = FeatureStore.open(path)
         if store.attrs.get("checkpoint") == prefix and list(store.stimulus_ids) == [str(i) for i in ids]:
             log(f"features: reusing {path}")
             return store
         store.close()
         cli_config.fail(PROG, f"{path} holds features of another checkpoint or stimulus set; use a new --workdir.")
-    return features.extract_features(
+    return extraction.extract_features(
         model,
         stimuli,
         transform=transform,

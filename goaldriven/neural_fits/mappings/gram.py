@@ -61,7 +61,7 @@ class GramCache:
     """
 
     def __init__(self, x=None, block: int = DEFAULT_BLOCK, *, gram=None, n_features: int | None = None):
-        if gram is not None:  # a Gram computed elsewhere (e.g. streamed from disk: FeatureStore.gram_features)
+        if gram is not None:  # a Gram computed elsewhere (streamed from disk: LayerFeatures.streamed_gram)
             self.gram, self.n, self.n_features = np.asarray(gram, np.float64), len(gram), int(n_features)
             return
         x = check_x(x)

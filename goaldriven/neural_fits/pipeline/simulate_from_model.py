@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import sklearn.datasets
 
-from goaldriven.neural_fits import features
 from goaldriven.neural_fits.data import neural_data, synthetic
+from goaldriven.neural_fits.pipeline.feature_store import FeatureStore
 
 
 @functools.cache
@@ -29,7 +29,7 @@ def digits_stimuli() -> tuple[np.ndarray, np.ndarray]:
 
 
 def simulate(
-    store: features.FeatureStore,
+    store: FeatureStore,
     area_layers: dict[str, str],
     *,
     path: str,

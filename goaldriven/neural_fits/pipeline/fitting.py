@@ -27,13 +27,12 @@ import numpy as np
 
 from goaldriven.neural_fits import mappings
 from goaldriven.neural_fits.data.neural_data import NeuralData
-from goaldriven.neural_fits.features import FeatureStore
-from goaldriven.neural_fits.mappings.gram import GramFeatures
 from goaldriven.neural_fits.mappings.temporal import TemporallyFixed
 from goaldriven.neural_fits.metrics import consistency
 from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson, select_layers, summarize
 from goaldriven.neural_fits.metrics.reliability import split_half_reliability
 from goaldriven.neural_fits.metrics.splits import stimulus_splits
+from goaldriven.neural_fits.pipeline.feature_store import MAX_FEATURE_BYTES, FeatureStore
 
 TEMPORAL_MODES = ("window", "varying", "fixed")
 NOISE_CORRECTIONS = ("split_half", "reliability")
@@ -58,7 +57,7 @@ class FitConfig:
     inter_animal: bool = True
     inter_animal_mode: str = "pooled"
     per_animal: bool = False  # one mapping per animal and area (ch3 A2.6) instead of one per area
-    max_feature_bytes: int = 4 * 2**30  # larger layers reach PLS / ridge as a Gram streamed from the feature file
+    max_feature_bytes: int = MAX_FEATURE_BYTES  # larger layers reach PLS / ridge as a Gram streamed from the file
     stratify: bool = True
     seed: int = 0
 
@@ -136,18 +135,18 @@ def fit_recordings(
     splits = stimulus_splits(len(data.stimulus_ids), config.train_fraction, config.n_splits, config.seed, groups)
     times = _time_points(data, config)
     targets = _target_groups(data, areas, config.per_animal)
+    mapping = mappings.mapping_class(config.mapping)
+    over_time = config.temporal == "fixed"  # one mapping shared by the bins: features per step
     rows: list[dict[str, Any]] = []
     began, total, done = time.time(), len(layers) * len(targets) * len(times), 0
     for layer in layers:
-        for label, bins, steps in times:
-            x = None
-            if config.temporal != "fixed":  # read once per layer and time, shared by every target group
-                x = _features(
-                    store, layer, sorted({store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in steps}), config
-                )
+        features = store.layer(layer, max_bytes=config.max_feature_bytes)
+        for label, bins, step_bins in times:
+            steps = features.steps_at(data.time_bins_ms[step_bins, 0])
+            x = features.for_mapping(mapping, steps, over_time=over_time)  # shared by every target group
             for area, units in targets:
-                if config.temporal == "fixed":
-                    values = _score_fixed(store, layer, data, units, bins, splits, config)
+                if over_time:
+                    values = _score_fixed(x, mapping, data, units, bins, splits, config)
                 else:
                     values = _score(x, data.responses[:, units][:, :, bins].mean(axis=2), splits, config)
                 for i, unit in enumerate(units):
@@ -171,18 +170,6 @@ def fit_recordings(
                 )
     inter_animal = _inter_animal(data, areas, times, splits, config, log) if config.inter_animal else {}
     return FitResult(rows=rows, summary=_summarize(rows, layers, areas, inter_animal, config))
-
-
-def _features(store: FeatureStore, layer: str, steps: list[int], config: FitConfig):
-    """The layer's (n, p) features at `steps`; for PLS / ridge with p > n their Gram (GramFeatures), shared
-    by every split, bootstrap half and target group, streamed from the store when the features exceed
-    `config.max_feature_bytes` (float32)."""
-    n, p = int(store[layer].shape[0]), int(np.prod(store[layer].shape[2:]))
-    if not mappings.MAPPINGS[config.mapping].accepts_gram or p <= n:
-        return store.flat(layer, steps)
-    if 4 * n * p > config.max_feature_bytes:
-        return store.gram_features(layer, steps, max_bytes=config.max_feature_bytes // 2)
-    return GramFeatures(store.flat(layer, steps))
 
 
 def _target_groups(data: NeuralData, areas: Sequence[str], per_animal: bool) -> list[tuple[str, np.ndarray]]:
@@ -228,51 +215,20 @@ def _score(x: np.ndarray, trials: np.ndarray, splits, config: FitConfig) -> dict
     return {"noise_corrected": noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
 
 
-class _StepView:
-    """A lazy (n, t', ...) view of a stored layer (n, t, ...) at chosen steps; slicing reads only those rows."""
-
-    def __init__(self, array, steps: Sequence[int]):
-        self.array, self.steps = array, list(steps)
-        self.shape = (array.shape[0], len(self.steps), *array.shape[2:])
-        self.dtype = np.float32
-        self.ndim = len(self.shape)
-
-    def __len__(self):
-        return self.shape[0]
-
-    def __getitem__(self, index):
-        if isinstance(index, np.ndarray | list):
-            index = np.asarray(index)
-            order = np.argsort(index)
-            block = np.asarray(self.array[np.sort(index).tolist()], np.float32)[:, self.steps]
-            out = np.empty_like(block)
-            out[order] = block
-            return out
-        return np.asarray(self.array[index], np.float32)[:, self.steps]
-
-
-def _score_fixed(store, layer, data, units, bins, splits, config) -> dict[str, np.ndarray]:
-    """Temporally fixed mapping over `bins`: per-unit, per-bin raw r, reliability and noise-corrected r (u, t)."""
-    steps = [store.step_for_ms(layer, data.time_bins_ms[b, 0]) for b in bins]
+def _score_fixed(x, mapping, data, units, bins, splits, config) -> dict[str, np.ndarray]:
+    """Temporally fixed mapping over `bins` of features x (n, t', ...): per-unit, per-bin raw r, reliability and
+    noise-corrected r (u, t)."""
     trials = data.responses[:, units][:, :, bins]  # (n, u, t, r)
     mean = trials.mean(axis=-1)  # (n, u, t)
     factory = _mapper_factory(config)
-    spatial = mappings.MAPPINGS[config.mapping].needs_maps
-    # The factored readout reads (n, t', h, w, c) maps batch by batch; the others take flattened (n, t', p) features.
-    x = _StepView(store[layer], steps) if spatial else store_flat_steps(store, layer, steps)
     raws = []
     for tr, te in splits:
-        mapper = factory() if spatial else TemporallyFixed(factory)
+        mapper = factory() if mapping.needs_maps else TemporallyFixed(factory)  # a maps mapping is fixed in time
         pred = mapper.fit(x[tr], mean[tr]).predict(x[te])  # (n_te, u, t)
         raws.append(np.stack([pearson(pred[:, :, k], mean[te][:, :, k]) for k in range(len(bins))], axis=1))
     raw = np.nanmean(raws, axis=0)  # (u, t)
     reliability = split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)  # (u, t)
     return {"noise_corrected": noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
-
-
-def store_flat_steps(store: FeatureStore, layer: str, steps: Sequence[int]) -> np.ndarray:
-    """(n, t', p) float32 features of `layer` at each of `steps` (flattened per step)."""
-    return np.stack([store.flat(layer, [s]) for s in steps], axis=1)
 
 
 def _per_time(values, i, label, data, bins, config):
@@ -286,7 +242,7 @@ def _per_time(values, i, label, data, bins, config):
 def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, str], dict[str, Any]]:
     """{(area, time label): {"unit_ids": ..., "values": per-unit consistency}} from the recordings alone."""
     out = {}
-    needs_maps = mappings.MAPPINGS[config.mapping].needs_maps  # maps-only mappings cannot map units: PLS instead
+    needs_maps = mappings.mapping_class(config.mapping).needs_maps  # it cannot map units to units: PLS instead
     factory = (lambda: mappings.make_mapping("pls")) if needs_maps else _mapper_factory(config)
     for area in areas:
         animals = sorted(set(data.animal[data.area == area]))

@@ -6,8 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits import features, report, run
 from goaldriven.neural_fits.data import synthetic
+from goaldriven.neural_fits.pipeline import fitting as run
+from goaldriven.neural_fits.pipeline import report
+from goaldriven.neural_fits.pipeline.feature_store import FeatureStore
+from goaldriven.neural_fits.pipeline.stimuli import Presentation
 
 
 def _quiet(_):
@@ -31,8 +34,8 @@ def simulated():
         time_profile="flat",
         seed=0,
     )
-    store = features.FeatureStore(
-        {k: v[:, None] for k, v in hidden.items()}, stimulus_ids=data.stimulus_ids, presentation=features.Presentation()
+    store = FeatureStore(
+        {k: v[:, None] for k, v in hidden.items()}, stimulus_ids=data.stimulus_ids, presentation=Presentation()
     )
     return data, store
 
@@ -125,7 +128,7 @@ def test_fixed_and_varying_modes_give_per_bin_rows_and_files(simulated, tmp_path
 
 def test_errors_name_the_problem(simulated):
     data, store = simulated
-    other = features.FeatureStore(
+    other = FeatureStore(
         {"layer1": store["layer1"][:10]}, stimulus_ids=store.stimulus_ids[:10], presentation=store.presentation
     )
     with pytest.raises(ValueError, match="stimuli"):
@@ -151,9 +154,7 @@ def test_factored_readout_runs_through_the_pipeline_on_feature_maps():
     data = synthetic.simulate_recordings(
         {"maps": signal}, areas={"V1": "maps"}, n_animals=1, units_per_animal=1, n_trials=8, time_profile="flat", seed=0
     )
-    store = features.FeatureStore(
-        {"maps": maps[:, None]}, stimulus_ids=data.stimulus_ids, presentation=features.Presentation()
-    )
+    store = FeatureStore({"maps": maps[:, None]}, stimulus_ids=data.stimulus_ids, presentation=Presentation())
     config = run.FitConfig(
         mapping="factored",
         mapping_kwargs=dict(dropout=0.0, learning_rate=0.05, epochs=60, validation_fraction=0.0, jit_compile=False),
@@ -175,9 +176,7 @@ def test_layers_larger_than_the_memory_budget_reach_pls_through_a_streamed_gram(
     data = synthetic.simulate_recordings(
         {"wide": hidden}, areas={"IT": "wide"}, n_animals=2, units_per_animal=3, n_trials=6, time_profile="flat", seed=1
     )
-    store = features.FeatureStore(
-        {"wide": hidden[:, None]}, stimulus_ids=data.stimulus_ids, presentation=features.Presentation()
-    )
+    store = FeatureStore({"wide": hidden[:, None]}, stimulus_ids=data.stimulus_ids, presentation=Presentation())
     scores = []
     for budget in (2**30, 4 * 60 * 150 - 1):  # in memory; streamed in blocks
         config = run.FitConfig(

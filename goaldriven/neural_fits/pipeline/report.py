@@ -7,48 +7,51 @@
   predictivity_by_layer.png     median +- s.e.m. noise-corrected score per layer, one line per area (dashed: the
                                 area's inter-animal consistency)
   time_courses.png              (time-resolved fits) median +- s.e.m. over time at each area's best layer
-Every file is written atomically (temporary file + rename).
+Every file is written atomically (goaldriven.atomic_write). Figures are drawn on matplotlib.figure.Figure objects,
+without pyplot, so importing this module chooses no matplotlib backend.
 """
 
 import csv
 import os
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
-import numpy as np  # noqa: E402
-
-from goaldriven import atomic_write  # noqa: E402
+from goaldriven import atomic_write
 
 COLUMNS = ("unit_id", "animal", "area", "layer", "time", "noise_corrected", "raw", "reliability", "best_layer")
 
 
 def write_units_csv(rows: list[dict[str, Any]], best_layer: dict[str, str], path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "best_layer": int(best_layer.get(row["area"]) == row["layer"])})
-    os.replace(tmp, path)
 
 
 def write_summary(summary: dict[str, Any], path: str) -> None:
     atomic_write.write_json(path, summary)
 
 
-def _save(fig, path: str) -> None:
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+def _axes():
+    """A new 7 x 4 inch figure and its axes (no pyplot: nothing is registered with a backend)."""
+    figure = Figure(figsize=(7, 4))
+    return figure, figure.subplots()
+
+
+def _save(figure: Figure, ax, title: str, path: str) -> None:
+    """Titles the axes, adds the legend and grid, and writes the figure atomically."""
+    ax.set_title(title)
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    atomic_write.save_figure(figure, path, dpi=120, bbox_inches="tight")
 
 
 def plot_by_layer(summary: dict[str, Any], path: str) -> None:
     """Median +- s.e.m. noise-corrected score per layer (time-averaged over the fit's time points), per area."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _axes()
     for i, (area, layers) in enumerate(summary["areas"].items()):
         names = list(layers)
         med = [np.nanmean([t["noise_corrected"]["median"] for t in layers[n].values()]) for n in names]
@@ -61,10 +64,7 @@ def plot_by_layer(summary: dict[str, Any], path: str) -> None:
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_ylabel("noise-corrected predictivity (median +- s.e.m.)")
     dashed = " (dashed: inter-animal consistency)" if summary.get("inter_animal_consistency") else ""
-    ax.set_title("model predictivity per layer" + dashed)
-    ax.legend(frameon=False)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _save(fig, ax, "model predictivity per layer" + dashed, path)
 
 
 def plot_time_courses(summary: dict[str, Any], path: str) -> bool:
@@ -75,7 +75,7 @@ def plot_time_courses(summary: dict[str, Any], path: str) -> bool:
     if len(labels) < 2:
         return False
     times = [float(label.split()[0]) for label in labels]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _axes()
     for i, (area, layers) in enumerate(areas.items()):
         layer = summary["best_layer"].get(area, next(iter(layers)))
         stats = [layers[layer][label]["noise_corrected"] for label in labels]
@@ -85,10 +85,7 @@ def plot_time_courses(summary: dict[str, Any], path: str) -> bool:
         ax.fill_between(times, med - sem, med + sem, color=f"C{i}", alpha=0.25)
     ax.set_xlabel("time bin start (ms after image onset)")
     ax.set_ylabel("noise-corrected predictivity")
-    ax.set_title("time courses at each area's best layer")
-    ax.legend(frameon=False)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _save(fig, ax, "time courses at each area's best layer", path)
     return True
 
 

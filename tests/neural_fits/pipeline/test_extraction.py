@@ -1,4 +1,4 @@
-"""Feature extraction: equals calling the model directly, under any strategy, streamed to disk and resumable."""
+"""Feature extraction: equals calling the model directly, under any strategy, streamed to disk, resumable, cached."""
 
 import os
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from goaldriven.models import zoo
-from goaldriven.neural_fits import features
+from goaldriven.neural_fits.pipeline import extraction
+from goaldriven.neural_fits.pipeline.feature_store import FeatureStore
+from goaldriven.neural_fits.pipeline.stimuli import Presentation, StimulusTransform
 from tests import strategies
 
 
@@ -23,14 +25,6 @@ def resnet():
     return zoo.build_model("small_resnet8", num_classes=4, image_size=8)
 
 
-def test_transform_matches_numpy():
-    pixels = np.random.default_rng(1).integers(0, 256, size=(2, 8, 8, 1), dtype=np.uint8)
-    out = features.StimulusTransform(8, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0))(pixels).numpy()
-    expected = (np.repeat(pixels / 255.0, 3, axis=-1) - np.array([0.1, 0.2, 0.3])) / np.array([0.5, 0.25, 2.0])
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
-    assert features.StimulusTransform(16)(pixels).shape == (2, 16, 16, 3)
-
-
 @pytest.mark.parametrize(
     "stimuli, message",
     [
@@ -41,32 +35,32 @@ def test_transform_matches_numpy():
 )
 def test_bad_stimuli_are_refused_with_the_fix(stimuli, message, resnet):
     with pytest.raises(ValueError, match=message):
-        features.extract_features(resnet, stimuli, transform=features.StimulusTransform(8), log=_quiet)
+        extraction.extract_features(resnet, stimuli, transform=StimulusTransform(8), log=_quiet)
 
 
 def test_feedforward_features_equal_the_model_and_pad_the_last_batch(resnet):
     x = _stimuli()
-    transform = features.StimulusTransform(8, 0.5, 0.25)
-    store = features.extract_features(resnet, x, transform=transform, global_batch_size=4, log=_quiet)
+    transform = StimulusTransform(8, 0.5, 0.25)
+    store = extraction.extract_features(resnet, x, transform=transform, global_batch_size=4, log=_quiet)
     direct = resnet(transform(x), training=False)["features"]
     assert set(store.layers) == set(direct)
     for name in store.layers:
         assert store[name].shape == (11, 1, *direct[name].shape[1:])
         np.testing.assert_allclose(store[name][:, 0], direct[name].numpy(), rtol=1e-5, atol=1e-5)
-    flat = store.flat("pool")
+    flat = store.layer("pool").flat()
     np.testing.assert_allclose(flat, direct["pool"].numpy().reshape(11, -1), rtol=1e-5, atol=1e-5)
 
 
 def test_mirrored_strategy_gives_the_same_features(resnet):
     x = _stimuli(n=7)
-    transform = features.StimulusTransform(8)
-    one = features.extract_features(resnet, x, transform=transform, layers=["pool"], global_batch_size=4, log=_quiet)
+    transform = StimulusTransform(8)
+    one = extraction.extract_features(resnet, x, transform=transform, layers=["pool"], global_batch_size=4, log=_quiet)
     strategy = strategies.mirrored()
     with strategy.scope():
         model = zoo.build_model("small_resnet8", num_classes=4, image_size=8)
         model(transform(x[:1]), training=False)
     model.set_weights(resnet.get_weights())
-    two = features.extract_features(
+    two = extraction.extract_features(
         model, x, transform=transform, layers=["pool"], global_batch_size=4, strategy=strategy, log=_quiet
     )
     np.testing.assert_allclose(two["pool"], one["pool"], rtol=1e-5, atol=1e-6)
@@ -75,9 +69,9 @@ def test_mirrored_strategy_gives_the_same_features(resnet):
 def test_convrnn_features_follow_the_presentation_schedule():
     model = zoo.build_model("timedecay_shallow", num_classes=4, image_size=32, width_multiplier=1 / 16)
     x = _stimuli(n=3, size=32, channels=3)
-    transform = features.StimulusTransform(32)
-    schedule = features.Presentation(times=8, image_on=3)
-    store = features.extract_features(
+    transform = StimulusTransform(32)
+    schedule = Presentation(times=8, image_on=3)
+    store = extraction.extract_features(
         model, x, transform=transform, layers=["conv2", "conv5"], presentation=schedule, log=_quiet
     )
     direct = model(transform(x), training=False, times=8, image_off=3, feature_layers=("conv2", "conv5"))
@@ -87,15 +81,7 @@ def test_convrnn_features_follow_the_presentation_schedule():
     # The blank after step 3 changes conv2's response (an image shown throughout would keep it on).
     constant = model(transform(x), training=False, times=8, image_off=8, feature_layers=("conv2",))
     assert not np.allclose(store["conv2"][:, 6], constant["features"]["conv2"].numpy()[:, 6])
-    np.testing.assert_allclose(store.flat("conv2", [2, 4]), store["conv2"][:, [2, 4]].mean(axis=1).reshape(3, -1))
-
-
-def test_presentation_maps_milliseconds_to_steps():
-    schedule = features.Presentation(times=26, image_on=10, step_ms=10.0)
-    assert schedule.step_of(60.0) == 6 and schedule.step_of(69.9) == 6 and schedule.step_of(70.0) == 7
-    assert schedule.steps_in(70.0, 170.0) == list(range(7, 17))
-    with pytest.raises(ValueError, match="image_on"):
-        features.Presentation(times=5, image_on=6)
+    np.testing.assert_allclose(store.layer("conv2").flat([2, 4]), store["conv2"][:, [2, 4]].mean(axis=1).reshape(3, -1))
 
 
 class _FailingStimuli:
@@ -115,37 +101,40 @@ class _FailingStimuli:
 
 def test_streamed_features_resume_after_an_interruption(resnet, tmp_path):
     x = _stimuli(n=10)
-    transform = features.StimulusTransform(8)
+    transform = StimulusTransform(8)
     path = str(tmp_path / "features.h5")
     with pytest.raises(KeyboardInterrupt):
-        features.extract_features(
+        extraction.extract_features(
             resnet, _FailingStimuli(x, fail_at=3), transform=transform, global_batch_size=4, out_path=path, log=_quiet
         )
     assert not os.path.exists(path) and os.path.exists(path + ".partial")
     with pytest.raises(FileNotFoundError, match="interrupted"):
-        features.FeatureStore.open(path)
+        FeatureStore.open(path)
     lines = []
-    store = features.extract_features(
+    store = extraction.extract_features(
         resnet, x, transform=transform, global_batch_size=4, out_path=path, log=lines.append
     )
     assert any("resuming" in line and "at stimulus 8" in line for line in lines)
     direct = resnet(transform(x), training=False)["features"]
     for name in store.layers:
         np.testing.assert_allclose(store[name][:, 0], direct[name].numpy(), rtol=1e-5, atol=1e-5)
+    written = store["pool"][...]
     store.close()
+    # The complete file is the cache: the same stimuli, layers, schedule and checkpoint reuse it as it is ...
+    lines = []
+    again = extraction.extract_features(resnet, x, transform=transform, out_path=path, log=lines.append)
+    assert lines == [f"features: reusing {path}"]
+    np.testing.assert_array_equal(again["pool"][...], written)
+    again.close()
+    # ... other stimuli are refused (never overwritten) unless asked to extract again.
     with pytest.raises(FileExistsError, match="never overwritten"):
-        features.extract_features(resnet, x, transform=transform, out_path=path, log=_quiet)
-
-
-def test_streamed_gram_equals_the_gram_of_the_features_in_memory(tmp_path):
-    rng = np.random.default_rng(5)
-    arrays = {"conv": rng.standard_normal((13, 5, 3, 3, 4)).astype(np.float32)}  # (n, t, h, w, c)
-    store = features.FeatureStore(arrays, stimulus_ids=np.arange(13), presentation=features.Presentation())
-    steps = [1, 3, 4]
-    flat = arrays["conv"][:, steps].mean(axis=1).reshape(13, -1)
-    np.testing.assert_allclose(store.flat("conv", steps), flat, rtol=1e-5, atol=1e-6)
-    streamed = store.gram_features("conv", steps, max_bytes=8 * 36 * 3 * 4)  # blocks of 4 rows: 4 blocks, 10 pairs
-    flat64 = arrays["conv"][:, steps].astype(np.float64).mean(axis=1).reshape(13, -1)
-    centred = flat64 - flat64.mean(axis=0)
-    np.testing.assert_allclose(streamed.cache.gram, centred @ centred.T, rtol=1e-9, atol=1e-9)
-    assert streamed.shape == (13, 36)
+        extraction.extract_features(resnet, x[:6], transform=transform, out_path=path, log=_quiet)
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        extraction.extract_features(resnet, x, transform=transform, out_path=path, checkpoint="other", log=_quiet)
+    other = extraction.extract_features(
+        resnet, x[:6], transform=transform, out_path=path, on_mismatch="extract", log=_quiet
+    )
+    assert len(other.stimulus_ids) == 6 and not os.path.exists(path + ".partial")
+    other.close()
+    with pytest.raises(ValueError, match="on_mismatch must be one of"):
+        extraction.extract_features(resnet, x, transform=transform, out_path=path, on_mismatch="overwrite")
