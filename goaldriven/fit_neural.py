@@ -23,8 +23,9 @@ from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 from goaldriven import atomic_write, cli_config, distribute
 from goaldriven.neural_fits.mappings import MAPPINGS
-from goaldriven.neural_fits.pipeline.fit_checkpoint import SimulateSpec, fit_checkpoint
+from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
+from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
 from goaldriven.neural_fits.pipeline.stimuli import Presentation
 
 PROG = "goaldriven-fit"

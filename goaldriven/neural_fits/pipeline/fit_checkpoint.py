@@ -10,13 +10,13 @@
 
 Files in `workdir`: features.h5 (the feature cache: reused when it matches, see extraction.py), units.csv,
 summary.json, predictivity_by_layer.png, time_courses.png (time-resolved fits) and, with `simulate`,
-synthetic_neural_data.h5 (simulate_from_model.py). Problems raise ValueError / FileNotFoundError / FileExistsError
+synthetic_neural_data.h5 (simulate_from_model.py: SimulateSpec says what to simulate). Problems raise ValueError / FileNotFoundError / FileExistsError
 (NeuralDataError for a broken data file) with a one-line message naming the fix.
 """
 
 import dataclasses
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -26,31 +26,11 @@ from goaldriven.neural_fits.data.neural_data import NeuralData, load_neural_data
 from goaldriven.neural_fits.pipeline import report, simulate_from_model
 from goaldriven.neural_fits.pipeline.extraction import extract_features
 from goaldriven.neural_fits.pipeline.fitting import FitConfig, FitResult, fit_recordings
+from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
 from goaldriven.neural_fits.pipeline.stimuli import Presentation, StimulusTransform
 
 FEATURES_FILE = "features.h5"
 SIMULATED_FILE = "synthetic_neural_data.h5"
-
-
-@dataclasses.dataclass(frozen=True)
-class SimulateSpec:
-    """Recordings simulated from the checkpoint's own layers on scikit-learn's digits (simulate_from_model.py)."""
-
-    area_layers: Mapping[str, str]  # {area: the model layer its units read}
-    n_animals: int = 3
-    units_per_animal: int = 20
-    n_trials: int = 10
-    noise_std: float = 1.0  # trial noise s.d. (units have unit signal variance)
-    seed: int = 0
-
-    @classmethod
-    def from_items(cls, items: Sequence[str], **settings) -> "SimulateSpec":
-        """From 'area=layer' strings (the --simulate flag)."""
-        pairs = [item.partition("=") for item in items]
-        bad = [item for item, (area, sep, layer) in zip(items, pairs) if not (area and sep and layer)]
-        if bad or not items:
-            raise ValueError(f"--simulate takes area=layer,... (e.g. V1=stage1_block1,IT=stage3_block1); got {bad}.")
-        return cls({area: layer for area, _, layer in pairs}, **settings)
 
 
 @dataclasses.dataclass
@@ -129,17 +109,7 @@ def fit_checkpoint(
     try:
         if simulate is not None:
             recordings_path = os.path.join(workdir, SIMULATED_FILE)
-            recordings = simulate_from_model.simulate(
-                store,
-                dict(simulate.area_layers),
-                path=recordings_path,
-                n_animals=simulate.n_animals,
-                units_per_animal=simulate.units_per_animal,
-                n_trials=simulate.n_trials,
-                noise_std=simulate.noise_std,
-                seed=simulate.seed,
-                log=log,
-            )
+            recordings = simulate_from_model.simulate(store, simulate, path=recordings_path, log=log)
             log(recordings.summary())
         result = fit_recordings(store, recordings, config or FitConfig(), log=log)
     finally:

@@ -9,9 +9,10 @@ are used per time step (step k <-> [10 k, 10 k + 10) ms), with its own dynamics.
 """
 
 # n: stimuli, p: features, t: time steps
+import dataclasses
 import functools
 import os
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import sklearn.datasets
@@ -28,25 +29,47 @@ def digits_stimuli() -> tuple[np.ndarray, np.ndarray]:
     return pixels, digits.target.astype(str)
 
 
+@dataclasses.dataclass(frozen=True)
+class SimulateSpec:
+    """What to simulate: each area's units read one layer of the model (the --simulate flags of goaldriven-fit)."""
+
+    area_layers: Mapping[str, str]  # {area: the model layer its units read}
+    n_animals: int = 3
+    units_per_animal: int = 20
+    n_trials: int = 10
+    noise_std: float = 1.0  # trial noise s.d. (units have unit signal variance)
+    seed: int = 0
+
+    @classmethod
+    def from_items(cls, items: Sequence[str], **settings) -> "SimulateSpec":
+        """From 'area=layer' strings (the --simulate flag)."""
+        pairs = [item.partition("=") for item in items]
+        bad = [item for item, (area, sep, layer) in zip(items, pairs) if not (area and sep and layer)]
+        if bad or not items:
+            raise ValueError(f"--simulate takes area=layer,... (e.g. V1=stage1_block1,IT=stage3_block1); got {bad}.")
+        return cls({area: layer for area, _, layer in pairs}, **settings)
+
+
 def simulate(
-    store: FeatureStore,
-    area_layers: dict[str, str],
-    *,
-    path: str,
-    n_animals: int,
-    units_per_animal: int,
-    n_trials: int,
-    noise_std: float,
-    seed: int,
-    log: Callable[[str], None] = print,
+    store: FeatureStore, spec: SimulateSpec, *, path: str, log: Callable[[str], None] = print
 ) -> neural_data.NeuralData:
-    """Simulates recordings of `area_layers` ({area: layer}) from a model's features on `digits_stimuli()`.
+    """Simulates recordings of `spec.area_layers` ({area: layer}) from a model's features on `digits_stimuli()`.
 
     `store` holds the features of the digits (in `digits_stimuli()` order). The recordings, with the stimuli, are
     saved to `path`; an existing file from the same settings is reused, one from other settings is an error (never
     overwritten).
     """
-    settings = repr((sorted(area_layers.items()), n_animals, units_per_animal, n_trials, float(noise_std), seed))
+    area_layers = dict(spec.area_layers)
+    settings = repr(
+        (
+            sorted(area_layers.items()),
+            spec.n_animals,
+            spec.units_per_animal,
+            spec.n_trials,
+            float(spec.noise_std),
+            spec.seed,
+        )
+    )
     if os.path.exists(path):
         recordings = neural_data.load_neural_data(path)
         if recordings.attrs.get("simulation_settings") != settings:
@@ -68,15 +91,15 @@ def simulate(
         hidden[layer] = array.reshape(n, -1) if t == 1 else array.reshape(n, t, -1)
     recordings = synthetic.simulate_recordings(
         hidden,
-        areas=dict(area_layers),
-        n_animals=n_animals,
-        units_per_animal=units_per_animal,
-        n_trials=n_trials,
-        noise_std=noise_std,
+        areas=area_layers,
+        n_animals=spec.n_animals,
+        units_per_animal=spec.units_per_animal,
+        n_trials=spec.n_trials,
+        noise_std=spec.noise_std,
         stimulus_ids=digit_ids(),
         stimulus_labels=labels,
         stimuli=pixels,
-        seed=seed,
+        seed=spec.seed,
     )
     recordings.attrs["simulation_settings"] = settings
     recordings.attrs["source"] = f"simulated from {store.attrs.get('checkpoint', 'a model')} layers {area_layers}"

@@ -8,8 +8,9 @@ import pytest
 from goaldriven import checkpointing
 from goaldriven.models import zoo
 from goaldriven.neural_fits.data import synthetic
-from goaldriven.neural_fits.pipeline.fit_checkpoint import SimulateSpec, fit_checkpoint
+from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import FitConfig
+from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
 from goaldriven.tasks.base import InputSpec
 
 SPEC = InputSpec(image_size=8, pixel_mean=0.5, pixel_std=0.25)
@@ -33,32 +34,21 @@ def trained(tmp_path_factory):
 
 def test_a_model_and_its_input_spec_are_scored_and_the_features_reused(trained, tmp_path):
     checkpoint, model, data = trained
-    lines = []
-    fit = fit_checkpoint(
-        checkpoint,
-        workdir=str(tmp_path),
-        model=model,
-        input_spec=SPEC,
-        recordings=data,
-        config=CONFIG,
-        log=lines.append,
+    first, second = [], []
+    fit, again = (
+        fit_checkpoint(
+            checkpoint, workdir=str(tmp_path), model=model, input_spec=SPEC, recordings=data, config=CONFIG, log=log
+        )
+        for log in (first.append, second.append)
     )
-    assert fit.checkpoint.endswith("ckpt-0") and any(line.startswith("restored ") for line in lines)
+    assert fit.checkpoint.endswith("ckpt-0") and any(line.startswith("restored ") for line in first)
     assert fit.features_path == str(tmp_path / "features.h5") and os.path.exists(fit.features_path)
     assert fit.recordings_path is None  # a NeuralData passed in: no file read or written
     assert [os.path.basename(p) for p in fit.paths] == ["units.csv", "summary.json", "predictivity_by_layer.png"]
     assert len(fit.result.rows) == data.num_units * 2 and set(fit.result.summary["best_layer"]) == {"IT", "V4"}
-    lines.clear()
-    again = fit_checkpoint(
-        checkpoint,
-        workdir=str(tmp_path),
-        model=model,
-        input_spec=SPEC,
-        recordings=data,
-        config=CONFIG,
-        log=lines.append,
-    )
-    assert f"features: reusing {fit.features_path}" in lines
+    extracted = [[line for line in lines if line.startswith("features: 64/64 stimuli")] for lines in (first, second)]
+    assert len(extracted[0]) == 1 and not extracted[1]  # the second call extracts nothing ...
+    assert f"features: reusing {fit.features_path}" in second  # ... it reuses the cache
     assert again.result.summary["areas"] == fit.result.summary["areas"]
 
 
