@@ -1,4 +1,4 @@
-"""Tests for goaldriven.neural_fits.consistency: model predictivity, inter-animal consistency, layer selection.
+"""Tests for goaldriven.neural_fits.metrics.consistency: model predictivity, inter-animal consistency, layer selection.
 
 Simulated data: responses = signal (a linear readout of random features, unit variance over stimuli) + Gaussian
 trial noise of known sd, so reliabilities and ceilings follow from theory.
