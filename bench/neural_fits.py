@@ -5,7 +5,7 @@ doing the same splits in the same run; at least 5x faster with identical scores"
 
 Data (synthetic, seeded): features x = z A + noise (float32), z (N, 64) latent, targets y = z B + noise (N, units),
 i.e. noisy linear readouts of the same latent. Splits: `--splits` random 75/25 permutations.
-    ours     goaldriven.neural_fits.pls.pls_splits: one N x N float64 Gram of all stimuli, then kernel PLS per
+    ours     goaldriven.neural_fits.mappings.pls.pls_splits: one N x N float64 Gram of all stimuli, then kernel PLS per
              split (timed end to end, Gram included)
     sklearn  PLSRegression(25, scale=False).fit(x[tr], y[tr]).predict(x[te]) per split
 At full size the sklearn loop is slow (per component, tens to hundreds of NIPALS iterations, each two passes over
@@ -34,7 +34,8 @@ import time
 import numpy as np
 
 from goaldriven import atomic_write
-from goaldriven.neural_fits import metrics, pls
+from goaldriven.neural_fits.mappings import pls
+from goaldriven.neural_fits.metrics.correlation import pearson
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LATENT = 64
@@ -74,7 +75,7 @@ def run_pls(args) -> dict:
     began = time.perf_counter()
     ours = pls.pls_splits(x, y, splits, args.components, verbose=True)
     t_ours = time.perf_counter() - began
-    r_ours = np.stack([metrics.pearson(p, y[te]) for p, (_, te) in zip(ours, splits)])  # (splits, u)
+    r_ours = np.stack([pearson(p, y[te]) for p, (_, te) in zip(ours, splits)])  # (splits, u)
     result = dict(
         stimuli=args.stimuli,
         features=args.features,
@@ -93,7 +94,7 @@ def run_pls(args) -> dict:
     began = time.perf_counter()
     theirs = sklearn_splits(x, y, splits[:k], args.components)
     t_sk = time.perf_counter() - began
-    r_sk = np.stack([metrics.pearson(p, y[te]) for p, (_, te) in zip(theirs, splits)])
+    r_sk = np.stack([pearson(p, y[te]) for p, (_, te) in zip(theirs, splits)])
     scale = max(np.abs(p - p.mean(axis=0)).max() for p in theirs)
     result.update(
         sklearn_splits_run=k,

@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven import atomic_write
-from goaldriven.neural_fits import metrics
-from goaldriven.neural_fits.factored_readout import FactoredReadout
+from goaldriven.neural_fits.mappings.factored_readout import FactoredReadout
+from goaldriven.neural_fits.metrics.correlation import pearson
 
 # n: stimuli, t: time bins, h/w: space, c: channels, u: units, b: batch
 
@@ -120,9 +120,9 @@ def run(args) -> dict:
     start = time.perf_counter()
     pred = readout.predict(x_test)  # (n_test, u, t)
     predict_seconds = time.perf_counter() - start
-    r = metrics.pearson(pred, y[test_rows])  # (u, t)
+    r = pearson(pred, y[test_rows])  # (u, t)
     score_seconds = time.perf_counter() - start
-    ceiling = metrics.pearson(signal[test_rows], y[test_rows])
+    ceiling = pearson(signal[test_rows], y[test_rows])
 
     hwcu = s * s * c * u
     steps = len(train_rows) // args.batch

@@ -5,11 +5,14 @@ Usage:
       --neural_data=recordings.h5 --workdir=/tmp/digits_fit
   goaldriven-fit ... --simulate='V1=stage1_block1,IT=stage3_block1' --workdir=/tmp/digits_fit   (synthetic animals)
 
-The gin files are the ones the checkpoint was trained with (they rebuild the model and give its input
-normalisation). The recordings are a goaldriven neural-data file (docs/neural_data_format.md) holding the stimuli.
-With --simulate the recordings are simulated instead: noisy readouts of the named layers of this very checkpoint on
-scikit-learn's embedded digits, written to <workdir>/synthetic_neural_data.h5, so the true answer is known.
-Outputs in --workdir: features.h5 (resumable), units.csv, summary.json, predictivity_by_layer.png, time_courses.png.
+The gin files are the ones the checkpoint was trained with: they configure the task (loop.run.task), which builds the
+model and gives its input normalisation (task.input_spec; a task without one, e.g. path integration, is refused).
+The recordings are a goaldriven neural-data file (docs/neural_data_format.md) holding the stimuli. With --simulate
+the recordings are simulated instead: noisy readouts of the named layers of this very checkpoint on scikit-learn's
+embedded digits, written to <workdir>/synthetic_neural_data.h5, so the true answer is known.
+Outputs in --workdir: features.h5 (resumable, reused when it matches), units.csv, summary.json,
+predictivity_by_layer.png, time_courses.png. This is a thin wrapper: flags -> gin -> the configured task ->
+goaldriven.neural_fits.pipeline.fit_checkpoint.fit_checkpoint (the same call a notebook makes) -> one-line errors.
 """
 
 import os
@@ -17,13 +20,14 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up notices (before importing it).
 
-import numpy as np  # pylint: disable=g-import-not-at-top
-from absl import app, flags, logging
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
-import gin
-from goaldriven import checkpointing, cli_config, distribute
-from goaldriven.neural_fits import data as neural_data
-from goaldriven.neural_fits import features, mappers, report, run, simulate_from_model
+from goaldriven import atomic_write, cli_config, distribute
+from goaldriven.neural_fits.mappings import MAPPINGS
+from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
+from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
+from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
+from goaldriven.neural_fits.pipeline.stimuli import Presentation
 
 PROG = "goaldriven-fit"
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the checkpoint was trained with.")
@@ -33,15 +37,15 @@ _NEURAL_DATA = flags.DEFINE_string("neural_data", None, "Neural data file (.h5, 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: features, per-unit CSV, summary JSON, plots.")
 _STRATEGY = flags.DEFINE_enum("strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address (with --strategy=tpu).")
-_MAPPING = flags.DEFINE_enum("mapping", "pls", sorted(mappers.MAPPERS), "Mapping from features to each area.")
+_MAPPING = flags.DEFINE_enum("mapping", "pls", sorted(MAPPINGS), "Mapping from features to each area.")
 _MAPPING_OPTIONS = flags.DEFINE_list("mapping_options", [], "Mapping options key=value, e.g. n_components=25,alpha=1.")
-_TEMPORAL = flags.DEFINE_enum("temporal", "window", list(run.TEMPORAL_MODES), "window | varying | fixed.")
+_TEMPORAL = flags.DEFINE_enum("temporal", "window", list(TEMPORAL_MODES), "window | varying | fixed.")
 _WINDOW = flags.DEFINE_list("window_ms", ["70", "170"], "Response window start,end in ms (temporal=window).")
 _BINS = flags.DEFINE_list("bins_ms", [], "Bins whose start lies in [start,end) ms (varying/fixed); empty: all.")
 _TRAIN_FRACTION = flags.DEFINE_float("train_fraction", 0.75, "Fraction of stimuli fitted in each split.")
 _SPLITS = flags.DEFINE_integer("n_splits", 10, "Train/test splits (stratified by stimulus label when present).")
 _BOOT = flags.DEFINE_integer("n_boot", 100, "Bootstrapped split-halves of the trials.")
-_CORRECTION = flags.DEFINE_enum("noise_correction", "split_half", list(run.NOISE_CORRECTIONS), "Estimator.")
+_CORRECTION = flags.DEFINE_enum("noise_correction", "split_half", list(NOISE_CORRECTIONS), "Estimator.")
 _SB = flags.DEFINE_bool("spearman_brown", True, "Spearman-Brown on the denominators (ch3); false: ch2 eq. 2.17.")
 _LAYERS = flags.DEFINE_list("layers", [], "Model layers to score (default: every feature the model returns).")
 _AREAS = flags.DEFINE_list("areas", [], "Areas to score (default: all).")
@@ -81,29 +85,25 @@ def _pair(values: list[str], flag: str) -> tuple[float, float] | None:
     return float(values[0]), float(values[1])
 
 
-def _build(strategy, log):
-    """The model of the gin config, built and restored from --checkpoint, and its stimulus transform."""
-    try:
-        task = gin.query_parameter("loop.run.task").scoped_configurable_fn()
-    except (ValueError, KeyError):
-        cli_config.fail(PROG, "the gin files configure no loop.run.task; pass the experiment the checkpoint came from.")
-    try:
-        image_size = int(gin.query_parameter("%IMAGE_SIZE"))
-    except ValueError:
-        cli_config.fail(
-            PROG,
-            "the config has no IMAGE_SIZE: goaldriven-fit scores image models on stimuli. Path integrators are compared "
-            "with recordings through their rate maps (goaldriven.spatial.ratemaps, mappers), not this command.",
-        )
-    transform = features.StimulusTransform(
-        image_size, getattr(task, "pixel_mean", features.StimulusTransform.mean), getattr(task, "pixel_std", 1.0)
+def _config() -> FitConfig:
+    return FitConfig(
+        mapping=_MAPPING.value,
+        mapping_kwargs=_options(_MAPPING_OPTIONS.value),
+        temporal=_TEMPORAL.value,
+        window_ms=_pair(_WINDOW.value, "window_ms"),
+        bins_ms=_pair(_BINS.value, "bins_ms"),
+        train_fraction=_TRAIN_FRACTION.value,
+        n_splits=_SPLITS.value,
+        n_boot=_BOOT.value,
+        noise_correction=_CORRECTION.value,
+        spearman_brown=_SB.value,
+        layers=tuple(_LAYERS.value) or None,
+        areas=tuple(_AREAS.value) or None,
+        inter_animal=_INTER_ANIMAL.value,
+        inter_animal_mode=_POOLING.value,
+        per_animal=_PER_ANIMAL.value,
+        seed=_SEED.value,
     )
-    with strategy.scope():
-        model = task.build_model()
-        model(transform(np.zeros((1, image_size, image_size, 3), np.float32)), training=False)
-    prefix = checkpointing.restore_model(model, _CHECKPOINT.value)
-    log(f"restored {prefix} into {model.name} ({sum(int(np.prod(v.shape)) for v in model.variables):,} values)")
-    return model, transform, prefix
 
 
 def main(argv: list[str]) -> None:
@@ -124,86 +124,39 @@ def main(argv: list[str]) -> None:
         print(line, flush=True)
 
     try:
-        strategy = distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value)
-        model, transform, prefix = _build(strategy, log)
-        presentation = features.Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value)
+        task = cli_config.configured_task()
+        simulate = None
         if _SIMULATE.value:
-            stimuli, ids = simulate_from_model.digits_stimuli()[0], simulate_from_model.digit_ids()
-        else:
-            recordings = neural_data.load_neural_data(_NEURAL_DATA.value)
-            log(recordings.summary())
-            stimuli, ids = recordings.load_stimuli(), recordings.stimulus_ids
-            if stimuli is None:
-                raise ValueError(
-                    f"{_NEURAL_DATA.value} holds no stimuli (pixels or stimuli_path): add them to score a model."
-                )
-        store = _features(model, stimuli, ids, transform, presentation, strategy, prefix, log)
-        if _SIMULATE.value:
-            recordings = simulate_from_model.simulate(
-                store,
-                dict(item.split("=", 1) for item in _SIMULATE.value),
-                path=os.path.join(workdir, "synthetic_neural_data.h5"),
+            simulate = SimulateSpec.from_items(
+                _SIMULATE.value,
                 n_animals=_SIM_ANIMALS.value,
                 units_per_animal=_SIM_UNITS.value,
                 n_trials=_SIM_TRIALS.value,
                 noise_std=_SIM_NOISE.value,
                 seed=_SEED.value,
-                log=log,
             )
-            log(recordings.summary())
-        config = run.FitConfig(
-            mapping=_MAPPING.value,
-            mapping_kwargs=_options(_MAPPING_OPTIONS.value),
-            temporal=_TEMPORAL.value,
-            window_ms=_pair(_WINDOW.value, "window_ms"),
-            bins_ms=_pair(_BINS.value, "bins_ms"),
-            train_fraction=_TRAIN_FRACTION.value,
-            n_splits=_SPLITS.value,
-            n_boot=_BOOT.value,
-            noise_correction=_CORRECTION.value,
-            spearman_brown=_SB.value,
-            layers=tuple(_LAYERS.value) or None,
-            areas=tuple(_AREAS.value) or None,
-            inter_animal=_INTER_ANIMAL.value,
-            inter_animal_mode=_POOLING.value,
-            per_animal=_PER_ANIMAL.value,
-            seed=_SEED.value,
+        fit = fit_checkpoint(
+            _CHECKPOINT.value,
+            workdir=workdir,
+            task=task,
+            recordings=_NEURAL_DATA.value or None,
+            simulate=simulate,
+            config=_config(),
+            presentation=Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value),
+            strategy=distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value),
+            global_batch_size=_BATCH.value,
+            features_dtype=_DTYPE.value,
+            log=log,
         )
-        result = run.fit_recordings(store, recordings, config, log=log)
-        paths = report.write_all(result, workdir)
-    except (ValueError, FileNotFoundError, FileExistsError, neural_data.NeuralDataError) as e:
+    except cli_config.ConfigError as e:
+        cli_config.fail(PROG, str(e))
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # NeuralDataError is a ValueError
         trace_path = os.path.join(workdir, "error_traceback.txt")
-        with open(trace_path, "w") as f:
-            traceback.print_exc(file=f)
+        atomic_write.write_text(trace_path, traceback.format_exc())
         cli_config.fail(PROG, f"{' '.join(str(e).split())} (traceback: {trace_path})")
-    for area, layer in result.summary["best_layer"].items():
+    for area, layer in fit.result.summary["best_layer"].items():
         log(f"best layer for {area}: {layer}")
-    log("wrote " + ", ".join(paths))
-
-
-def _features(model, stimuli, ids, transform, presentation, strategy, prefix, log):
-    """Features of every layer on the recordings' stimuli, cached in <workdir>/features.h5 for this checkpoint."""
-    path = os.path.join(_WORKDIR.value, "features.h5")
-    if os.path.exists(path):
-        store = features.FeatureStore.open(path)
-        if store.attrs.get("checkpoint") == prefix and list(store.stimulus_ids) == [str(i) for i in ids]:
-            log(f"features: reusing {path}")
-            return store
-        store.close()
-        cli_config.fail(PROG, f"{path} holds features of another checkpoint or stimulus set; use a new --workdir.")
-    return features.extract_features(
-        model,
-        stimuli,
-        transform=transform,
-        presentation=presentation,
-        global_batch_size=_BATCH.value,
-        strategy=strategy,
-        stimulus_ids=ids,
-        out_path=path,
-        dtype=_DTYPE.value,
-        checkpoint=prefix,
-        log=log,
-    )
+    log("wrote " + ", ".join(fit.paths))
 
 
 def run_main() -> None:

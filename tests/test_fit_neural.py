@@ -9,7 +9,7 @@ import pytest
 from absl import flags
 
 import gin
-from goaldriven import checkpointing, config_paths, fit_neural
+from goaldriven import checkpointing, cli_config, fit_neural
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin")
@@ -19,13 +19,12 @@ EXPERIMENT = os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin
 def checkpoint(tmp_path_factory):
     """An untrained small_resnet8 of the digits experiment, saved as a training run would save it."""
     workdir = str(tmp_path_factory.mktemp("train"))
-    gin.clear_config()
-    for root in config_paths.gin_roots():
-        gin.add_config_file_search_path(str(root))
-    gin.parse_config_files_and_bindings([EXPERIMENT], [])
+    cli_config.parse_gin_config([EXPERIMENT], clear=True)
     try:
-        model = gin.query_parameter("loop.run.task").scoped_configurable_fn().build_model()
-        model(np.zeros((1, 16, 16, 3), np.float32), training=False)
+        task = cli_config.configured_task()
+        size = task.input_spec.image_size
+        model = task.build_model()
+        model(np.zeros((1, size, size, 3), np.float32), training=False)
         checkpointing.Checkpointer(workdir, model=model).save(0)
     finally:
         gin.clear_config()
@@ -102,4 +101,4 @@ def test_a_config_without_images_is_refused(capsys, tmp_path):
     finally:
         flags.FLAGS.unparse_flags()
         gin.clear_config()
-    assert "no IMAGE_SIZE" in capsys.readouterr().err
+    assert "has no input_spec (it takes no images)" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""The whole neural fit of one checkpoint as a library call: restore, extract (or reuse) features, fit, write reports.
+
+`fit_checkpoint` is what `goaldriven-fit` runs after parsing its flags and gin files, and what a notebook calls:
+
+    task = cli_config.configured_task()          # after cli_config.parse_gin_config([...], clear=True)
+    fit = fit_checkpoint("/tmp/digits_quick", task=task, workdir="/tmp/digits_fit",
+                         simulate=SimulateSpec({"V1": "stage1_block1", "IT": "stage3_block1"}),
+                         config=FitConfig(n_splits=3, n_boot=20))
+    fit.result.summary["best_layer"], fit.paths
+
+Files in `workdir`: features.h5 (the feature cache: reused when it matches, see extraction.py), units.csv,
+summary.json, predictivity_by_layer.png, time_courses.png (time-resolved fits) and, with `simulate`,
+synthetic_neural_data.h5 (simulate_from_model.py: SimulateSpec says what to simulate). Problems raise ValueError / FileNotFoundError / FileExistsError
+(NeuralDataError for a broken data file) with a one-line message naming the fix.
+"""
+
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from goaldriven import checkpointing
+from goaldriven.neural_fits.data.neural_data import NeuralData, load_neural_data
+from goaldriven.neural_fits.pipeline import report, simulate_from_model
+from goaldriven.neural_fits.pipeline.extraction import extract_features
+from goaldriven.neural_fits.pipeline.fitting import FitConfig, FitResult, fit_recordings
+from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
+from goaldriven.neural_fits.pipeline.stimuli import Presentation, StimulusTransform
+
+FEATURES_FILE = "features.h5"
+SIMULATED_FILE = "synthetic_neural_data.h5"
+
+
+@dataclasses.dataclass
+class CheckpointFit:
+    """What `fit_checkpoint` did: the scores, the report files written and where its inputs came from."""
+
+    result: FitResult
+    paths: list[str]  # report files: units.csv, summary.json, predictivity_by_layer.png[, time_courses.png]
+    features_path: str
+    recordings_path: str | None  # the data file read or simulated (None for a NeuralData passed in)
+    checkpoint: str  # the restored checkpoint prefix
+
+
+def fit_checkpoint(
+    checkpoint: str,
+    *,
+    workdir: str,
+    task=None,
+    model=None,
+    input_spec=None,
+    recordings: NeuralData | str | None = None,
+    simulate: SimulateSpec | None = None,
+    config: FitConfig | None = None,
+    presentation: Presentation | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    global_batch_size: int = 64,
+    features_dtype: str = "float32",
+    on_mismatch: str = "refuse",
+    log: Callable[[str], None] = print,
+) -> CheckpointFit:
+    """Scores the checkpoint at `checkpoint` (a training workdir, its checkpoints/ folder or a prefix) against neural
+    recordings and writes the report files into `workdir` (module docstring).
+
+    Args:
+        task: the task the checkpoint was trained on (builds the model; its `input_spec` normalises the stimuli),
+            or pass `model` (a keras.Model built under `strategy`) with its `input_spec` (goaldriven.tasks.base).
+        recordings: a NeuralData, or the path of a neural data file; it must hold the stimuli. Or `simulate`.
+        config: what to fit and how it is scored (FitConfig()); presentation: a ConvRNN's schedule (Presentation()).
+        strategy: the tf.distribute strategy of the extraction (default: the current one).
+        global_batch_size, features_dtype: stimuli per extraction batch, stored feature precision.
+        on_mismatch: an existing features.h5 of other features: "refuse" (FileExistsError) or "extract" again.
+        log: called with one line per step of progress.
+    """
+    if (recordings is None) == (simulate is None):
+        raise ValueError("pass exactly one of recordings (a NeuralData or a .h5 path) or simulate (a SimulateSpec).")
+    strategy = strategy or tf.distribute.get_strategy()
+    model, transform = _model_and_transform(task, model, input_spec, strategy)
+    prefix = checkpointing.restore_model(model, checkpoint)
+    log(f"restored {prefix} into {model.name} ({sum(int(np.prod(v.shape)) for v in model.variables):,} values)")
+    os.makedirs(workdir, exist_ok=True)
+    recordings_path = None
+    if simulate is not None:
+        stimuli, ids = simulate_from_model.digits_stimuli()[0], simulate_from_model.digit_ids()
+    else:
+        if not isinstance(recordings, NeuralData):
+            recordings_path, recordings = os.fspath(recordings), load_neural_data(recordings)
+        log(recordings.summary())
+        stimuli, ids = recordings.load_stimuli(), recordings.stimulus_ids
+        if stimuli is None:
+            where = recordings_path or "the recordings"
+            raise ValueError(f"{where} holds no stimuli (pixels or stimuli_path): add them to score a model.")
+    store = extract_features(
+        model,
+        stimuli,
+        transform=transform,
+        presentation=presentation or Presentation(),
+        global_batch_size=global_batch_size,
+        strategy=strategy,
+        stimulus_ids=ids,
+        out_path=os.path.join(workdir, FEATURES_FILE),
+        dtype=features_dtype,
+        checkpoint=prefix,
+        on_mismatch=on_mismatch,
+        log=log,
+    )
+    try:
+        if simulate is not None:
+            recordings_path = os.path.join(workdir, SIMULATED_FILE)
+            recordings = simulate_from_model.simulate(store, simulate, path=recordings_path, log=log)
+            log(recordings.summary())
+        result = fit_recordings(store, recordings, config or FitConfig(), log=log)
+    finally:
+        store.close()
+    paths = report.write_all(result, workdir)
+    return CheckpointFit(result, paths, os.path.join(workdir, FEATURES_FILE), recordings_path, prefix)
+
+
+def _model_and_transform(task, model, input_spec, strategy):
+    """The model (built from `task` under `strategy`, or as given) and the transform of its input spec."""
+    if (task is None) == (model is None):
+        raise ValueError("pass exactly one of task (it builds the model) or model (with its input_spec).")
+    if task is not None:
+        input_spec = task.input_spec
+        if input_spec is None:
+            raise ValueError(
+                f"task {getattr(task, 'name', type(task).__name__)!r} has no input_spec (it takes no images); neural "
+                "fits present image stimuli. Path integrators are compared with recordings through their rate maps "
+                "(goaldriven.spatial.ratemaps and a mapping of goaldriven.neural_fits.mappings), not this pipeline."
+            )
+    elif input_spec is None:
+        raise ValueError("a model needs its input_spec (goaldriven.tasks.base.InputSpec: image size, pixel mean/std).")
+    transform = StimulusTransform.for_input(input_spec)
+    with strategy.scope():
+        model = task.build_model() if task is not None else model
+        model(transform(np.zeros((1, input_spec.image_size, input_spec.image_size, 3), np.float32)), training=False)
+    return model, transform

@@ -1,0 +1,78 @@
+"""fit_checkpoint as a notebook calls it: a model, its InputSpec and recordings in memory -> scores and files."""
+
+import os
+
+import numpy as np
+import pytest
+
+from goaldriven import checkpointing
+from goaldriven.models import zoo
+from goaldriven.neural_fits.data import synthetic
+from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
+from goaldriven.neural_fits.pipeline.fitting import FitConfig
+from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
+from goaldriven.tasks.base import InputSpec
+
+SPEC = InputSpec(image_size=8, pixel_mean=0.5, pixel_std=0.25)
+CONFIG = FitConfig(mapping="ridge", n_splits=2, n_boot=4, layers=("stem", "pool"), inter_animal=False)
+
+
+class _NoImages:
+    name = "path_integration"
+    input_spec = None
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small_resnet8 on 8 x 8 images saved as a training run saves it, and recordings of 64 stimuli."""
+    workdir = str(tmp_path_factory.mktemp("train"))
+    model = zoo.build_model("small_resnet8", num_classes=4, image_size=8)
+    model(np.zeros((1, 8, 8, 3), np.float32), training=False)
+    checkpointing.Checkpointer(workdir, model=model).save(0)
+    return workdir, model, synthetic.default_dataset(seed=0)
+
+
+def test_a_model_and_its_input_spec_are_scored_and_the_features_reused(trained, tmp_path):
+    checkpoint, model, data = trained
+    first, second = [], []
+    fit, again = (
+        fit_checkpoint(
+            checkpoint, workdir=str(tmp_path), model=model, input_spec=SPEC, recordings=data, config=CONFIG, log=log
+        )
+        for log in (first.append, second.append)
+    )
+    assert fit.checkpoint.endswith("ckpt-0") and any(line.startswith("restored ") for line in first)
+    assert fit.features_path == str(tmp_path / "features.h5") and os.path.exists(fit.features_path)
+    assert fit.recordings_path is None  # a NeuralData passed in: no file read or written
+    assert [os.path.basename(p) for p in fit.paths] == ["units.csv", "summary.json", "predictivity_by_layer.png"]
+    assert len(fit.result.rows) == data.num_units * 2 and set(fit.result.summary["best_layer"]) == {"IT", "V4"}
+    extracted = [[line for line in lines if line.startswith("features: 64/64 stimuli")] for lines in (first, second)]
+    assert len(extracted[0]) == 1 and not extracted[1]  # the second call extracts nothing ...
+    assert f"features: reusing {fit.features_path}" in second  # ... it reuses the cache
+    assert again.result.summary["areas"] == fit.result.summary["areas"]
+
+
+def test_wrong_calls_are_refused_with_the_fix(trained, tmp_path):
+    checkpoint, model, data = trained
+    simulate = SimulateSpec({"V1": "stem"})
+    with pytest.raises(ValueError, match="exactly one of recordings"):
+        fit_checkpoint(
+            checkpoint, workdir=str(tmp_path), model=model, input_spec=SPEC, recordings=data, simulate=simulate
+        )
+    with pytest.raises(ValueError, match="exactly one of task"):
+        fit_checkpoint(checkpoint, workdir=str(tmp_path), recordings=data)
+    with pytest.raises(ValueError, match="needs its input_spec"):
+        fit_checkpoint(checkpoint, workdir=str(tmp_path), model=model, recordings=data)
+    with pytest.raises(ValueError, match="'path_integration' has no input_spec"):
+        fit_checkpoint(checkpoint, workdir=str(tmp_path), task=_NoImages(), recordings=data)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        fit_checkpoint(str(tmp_path / "none"), workdir=str(tmp_path), model=model, input_spec=SPEC, recordings=data)
+    assert not os.listdir(tmp_path)  # refused before writing anything
+
+
+def test_simulate_spec_from_the_flag_items():
+    spec = SimulateSpec.from_items(["V1=stage1_block1", "IT=stage3_block1"], n_animals=2)
+    assert dict(spec.area_layers) == {"V1": "stage1_block1", "IT": "stage3_block1"} and spec.n_animals == 2
+    for items in (["V1"], ["=stem"], []):
+        with pytest.raises(ValueError, match="area=layer"):
+            SimulateSpec.from_items(items)
