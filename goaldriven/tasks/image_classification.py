@@ -45,7 +45,7 @@ class ImageClassificationTask(base.Task):
 
     name = "image_classification"
     # Pixel normalisation of the model's input, (x - mean) / std on [0, 1] pixels (neural fits present new stimuli
-    # the same way; goaldriven/neural_fits/features.py).
+    # the same way; goaldriven/neural_fits/pipeline/stimuli.py).
     pixel_mean = image_preprocessing.IMAGENET_MEAN
     pixel_std = image_preprocessing.IMAGENET_STD
 
