@@ -53,7 +53,13 @@ _STATE = threading.local()  # per replica thread: MirroredStrategy runs each rep
 
 @dataclasses.dataclass
 class LoopState:
-    """What the loop built, as hooks see it (no task: hooks get its loss and batches through the callables)."""
+    """What the loop built, as hooks see it (no task: hooks get its loss and batches through the callables).
+
+    task_variables: what the loop's optimizer trains (model.trainable_variables unless a hook narrows it in build).
+    loss_fn(model, batch): the task's scalar loss with training=False (nothing updated).
+    sample_batch(n): the first global training batch of n examples, on the host (one input pipeline).
+    workdir: where the run writes (for evaluations to an output_dir, the checkpoints' folder).
+    """
 
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
@@ -67,9 +73,6 @@ class LoopState:
     loss_fn: Callable[[keras.Model, Batch], tf.Tensor]
     sample_batch: Callable[[int], Batch]
     log: Callable[[str], None] = print
-    """task_variables: what the loop's optimizer trains (model.trainable_variables unless a hook narrows it in build).
-    loss_fn(model, batch): the task's scalar loss with training=False (nothing updated). sample_batch(n): the first
-    global training batch of n examples on the host (one input pipeline)."""
 
 
 @dataclasses.dataclass
