@@ -33,7 +33,7 @@ PRECISIONS, MODES = loop_settings.PRECISIONS, loop_settings.MODES
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised when the training loss becomes NaN or infinite."""
+    """Raised when the training loss, the weights or the optimizer state become NaN or infinite."""
 
 
 def run(
