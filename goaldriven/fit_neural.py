@@ -34,6 +34,9 @@ _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the chec
 _GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (repeatable), as at training time.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir, its checkpoints/ folder, or a prefix.")
 _NEURAL_DATA = flags.DEFINE_string("neural_data", None, "Neural data file (.h5, docs/neural_data_format.md).")
+_EXTERNAL_STIMULI = flags.DEFINE_bool(
+    "allow_external_stimuli", False, "Follow a data file's stimuli_path out of its folder (trusted files only)."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: features, per-unit CSV, summary JSON, plots.")
 _STRATEGY = flags.DEFINE_enum("strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address (with --strategy=tpu).")
@@ -146,6 +149,7 @@ def main(argv: list[str]) -> None:
             strategy=distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value),
             global_batch_size=_BATCH.value,
             features_dtype=_DTYPE.value,
+            allow_external_stimuli=_EXTERNAL_STIMULI.value,
             log=log,
         )
     except cli_config.ConfigError as e:

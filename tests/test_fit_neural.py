@@ -4,12 +4,14 @@ import csv
 import json
 import os
 
+import h5py
 import numpy as np
 import pytest
 from absl import flags
 
 import gin
 from goaldriven import checkpointing, cli_config, fit_neural
+from goaldriven.neural_fits.data import neural_data, synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin")
@@ -102,3 +104,74 @@ def test_a_config_without_images_is_refused(capsys, tmp_path):
         flags.FLAGS.unparse_flags()
         gin.clear_config()
     assert "has no input_spec (it takes no images)" in capsys.readouterr().err
+
+
+def _error_line(capsys) -> str:
+    """The one `goaldriven-fit: error:` line of stderr (no traceback printed)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("goaldriven-fit: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _recordings(folder, damage: str) -> str:
+    """A neural data file written by the library (64 stimuli, 2 areas x 4 animals x 4 units), then damaged."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = str(folder / "recordings.h5")
+    neural_data.save_neural_data(path, synthetic.default_dataset(seed=0))
+    with h5py.File(path, "a") as f:
+        if damage == "format_version_string":
+            f.attrs["format_version"] = "1"
+        elif damage == "duplicate_stimulus_ids":
+            ids = f["stimulus_ids"].asstr()[...]
+            ids[5] = ids[3]
+            del f["stimulus_ids"]
+            f.create_dataset("stimulus_ids", data=ids.astype(object), dtype=h5py.string_dtype())
+        elif damage == "stimuli_outside":
+            np.save(folder.parent / "images.npy", f["stimuli"][()])
+            del f["stimuli"]
+            f.attrs["stimuli_path"] = "../images.npy"
+        chunk = f["responses"].id.get_chunk_info(0) if damage == "corrupted_chunk" else None
+    if chunk is not None:
+        with open(path, "r+b") as raw:
+            raw.seek(chunk.byte_offset + chunk.size // 2)
+            raw.write(b"\xff" * 64)
+    return path
+
+
+_QUICK = ("--layers=stem", "--mapping=ridge", "--n_splits=2", "--n_boot=2")
+
+
+@pytest.mark.parametrize(
+    "damage, fragments",
+    [
+        ("format_version_string", ["format_version is the string '1'", "reads the integer 1"]),
+        ("duplicate_stimulus_ids", ["stimulus_ids must be unique", "'img0003' (stimulus ids)"]),
+        ("corrupted_chunk", ["recordings.h5: dataset 'responses' cannot be read", "damaged"]),
+        ("stimuli_outside", ["stimuli_path '../images.npy' leads to", "--allow_external_stimuli"]),
+    ],
+)
+def test_a_bad_data_file_is_one_line_exit_2(checkpoint, tmp_path, capsys, damage, fragments):
+    path = _recordings(tmp_path / "data", damage)
+    with pytest.raises(SystemExit) as exit_info:
+        _fit(f"--checkpoint={checkpoint}", f"--workdir={tmp_path / 'fit'}", f"--neural_data={path}", *_QUICK)
+    assert exit_info.value.code == 2
+    line = _error_line(capsys)
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_allow_external_stimuli_follows_a_trusted_files_stimuli_path(checkpoint, tmp_path):
+    path = _recordings(tmp_path / "data", "stimuli_outside")
+    workdir = tmp_path / "fit"
+    _fit(
+        f"--checkpoint={checkpoint}",
+        f"--workdir={workdir}",
+        f"--neural_data={path}",
+        "--allow_external_stimuli",
+        "--inter_animal=false",
+        *_QUICK,
+    )
+    with open(workdir / "summary.json") as f:
+        assert set(json.load(f)["best_layer"]) == {"IT", "V4"}

@@ -260,8 +260,12 @@ def _write_file(f: h5py.File, data: NeuralData) -> None:
     write_tree(f.create_group("attrs"), data.attrs)
 
 
-def load_neural_data(path) -> NeuralData:
-    """Read a file written by `save_neural_data` (or by hand, per docs/neural_data_format.md) and validate it."""
+def load_neural_data(path, *, allow_external_stimuli: bool = False) -> NeuralData:
+    """Read a file written by `save_neural_data` (or by hand, per docs/neural_data_format.md) and validate it.
+
+    A data file is untrusted input: its `stimuli_path` may name only a file in the data file's folder or below
+    (symbolic links resolved), unless `allow_external_stimuli` (goaldriven-fit --allow_external_stimuli).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"neural data file {path} does not exist.")
@@ -280,6 +284,10 @@ def load_neural_data(path) -> NeuralData:
                 f"{list(REQUIRED_DATASETS)} at the file root (see docs/neural_data_format.md)."
             )
         stimuli_path = f.attrs.get("stimuli_path")
+        if stimuli_path is not None:
+            stimuli_path = decode_attr(stimuli_path)
+            if not allow_external_stimuli:
+                _check_confined(stimuli_path, path)
         has_trials = f.attrs.get("has_trials")
         strings = {
             name: read_dataset(f, name, path, strings=True)
@@ -291,7 +299,7 @@ def load_neural_data(path) -> NeuralData:
             time_bins_ms=read_dataset(f, "time_bins_ms", path),
             has_trials=None if has_trials is None else bool(has_trials),
             stimuli=read_dataset(f, "stimuli", path) if "stimuli" in f else None,
-            stimuli_path=None if stimuli_path is None else decode_attr(stimuli_path),
+            stimuli_path=stimuli_path,
             stimulus_labels=strings.pop("stimulus_labels", None),
             presentation=_read_group(f, "presentation", path),
             attrs=_read_group(f, "attrs", path),
@@ -311,6 +319,18 @@ def _read_group(f: h5py.File, name: str, path: str) -> dict:
             f"{path}: group {name!r} cannot be read ({' '.join(str(error).split())}); the file is damaged. Fix: copy "
             "or export the file again from its source."
         ) from error
+
+
+def _check_confined(stimuli_path: str, path: str) -> None:
+    """Refuses a `stimuli_path` that leads out of the data file's folder (`..`, an absolute path, a link)."""
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    resolved = os.path.realpath(resolve_path(stimuli_path, folder))
+    if os.path.commonpath([folder, resolved]) != folder:
+        raise NeuralDataError(
+            f"{path}: stimuli_path {stimuli_path!r} leads to {resolved}, outside {folder} (a data file may name "
+            "images only in its own folder or below). Fix: move the images into that folder, or, if you trust this "
+            "file, pass allow_external_stimuli=True (goaldriven-fit --allow_external_stimuli)."
+        )
 
 
 def _check_format_version(version, path: str) -> None:

@@ -59,6 +59,7 @@ def fit_checkpoint(
     global_batch_size: int = 64,
     features_dtype: str = "float32",
     on_mismatch: str = "refuse",
+    allow_external_stimuli: bool = False,
     log: Callable[[str], None] = print,
 ) -> CheckpointFit:
     """Scores the checkpoint at `checkpoint` (a training workdir, its checkpoints/ folder or a prefix) against neural
@@ -72,6 +73,7 @@ def fit_checkpoint(
         strategy: the tf.distribute strategy of the extraction (default: the current one).
         global_batch_size, features_dtype: stimuli per extraction batch, stored feature precision.
         on_mismatch: an existing features.h5 of other features: "refuse" (FileExistsError) or "extract" again.
+        allow_external_stimuli: let the data file's stimuli_path lead out of its folder (load_neural_data).
         log: called with one line per step of progress.
     """
     if (recordings is None) == (simulate is None):
@@ -86,7 +88,8 @@ def fit_checkpoint(
         stimuli, ids = simulate_from_model.digits_stimuli()[0], simulate_from_model.digit_ids()
     else:
         if not isinstance(recordings, NeuralData):
-            recordings_path, recordings = os.fspath(recordings), load_neural_data(recordings)
+            recordings_path = os.fspath(recordings)
+            recordings = load_neural_data(recordings_path, allow_external_stimuli=allow_external_stimuli)
         log(recordings.summary())
         stimuli, ids = recordings.load_stimuli(), recordings.stimulus_ids
         if stimuli is None:

@@ -369,3 +369,43 @@ def test_a_damaged_stimuli_file_names_the_file(tmp_path):
         raw.truncate(100)  # now the header is cut too: the loader's check of the image count fails
     with pytest.raises(NeuralDataError, match=r"stimuli file .*images\.npy cannot be read"):
         load_neural_data(data)
+
+
+def _file_naming_stimuli(folder, stimuli_path):
+    """A data file in `folder` whose root attribute stimuli_path is `stimuli_path` (written as a stranger would)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "rec.h5"
+    save_neural_data(path, make_data(), overwrite=True)
+    with h5py.File(path, "a") as f:
+        del f["stimuli"]
+        f.attrs["stimuli_path"] = stimuli_path
+    return path
+
+
+def test_stimuli_path_is_confined_to_the_data_files_folder(tmp_path):
+    images = np.zeros((5, 4, 4, 3), np.uint8)
+    (tmp_path / "elsewhere").mkdir()
+    np.save(tmp_path / "elsewhere" / "images.npy", images)
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    np.save(tmp_path / "data" / "images" / "inside.npy", images)
+    os.symlink(tmp_path / "elsewhere" / "images.npy", tmp_path / "data" / "link.npy")
+    folder = os.path.realpath(tmp_path / "data")
+    for outside in (
+        "../elsewhere/images.npy",
+        str(tmp_path / "elsewhere" / "images.npy"),
+        "link.npy",  # a link inside the folder to a file outside it
+        "../../../../../../../../etc/passwd",
+    ):
+        path = _file_naming_stimuli(tmp_path / "data", outside)
+        with pytest.raises(NeuralDataError) as error:
+            load_neural_data(path)
+        message = str(error.value)
+        assert f"stimuli_path {outside!r}" in message and f"outside {folder}" in message, message
+        assert "allow_external_stimuli=True" in message and "--allow_external_stimuli" in message
+        assert "\n" not in message
+    # The explicit opt-in follows the path; inside the folder (and below) no opt-in is needed.
+    path = _file_naming_stimuli(tmp_path / "data", "../elsewhere/images.npy")
+    assert load_neural_data(path, allow_external_stimuli=True).load_stimuli().shape == (5, 4, 4, 3)
+    for inside in ("images/inside.npy", str(tmp_path / "data" / "images" / "inside.npy")):
+        path = _file_naming_stimuli(tmp_path / "data", inside)
+        assert load_neural_data(path).load_stimuli().shape == (5, 4, 4, 3)
