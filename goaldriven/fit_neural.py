@@ -109,6 +109,19 @@ def _config() -> FitConfig:
     )
 
 
+def _simulate_spec() -> SimulateSpec | None:
+    if not _SIMULATE.value:
+        return None
+    return SimulateSpec.from_items(
+        _SIMULATE.value,
+        n_animals=_SIM_ANIMALS.value,
+        units_per_animal=_SIM_UNITS.value,
+        n_trials=_SIM_TRIALS.value,
+        noise_std=_SIM_NOISE.value,
+        seed=_SEED.value,
+    )
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         cli_config.fail(PROG, f"unexpected arguments {argv[1:]}; every option is a --flag (see --helpfull).")
@@ -119,32 +132,26 @@ def main(argv: list[str]) -> None:
             cli_config.fail(PROG, f"--{flag} is required (see --help).")
     if bool(_NEURAL_DATA.value) == bool(_SIMULATE.value):
         cli_config.fail(PROG, "pass exactly one of --neural_data=<file.h5> or --simulate=area=layer,...")
+    try:  # The options first: a bad one fails at once, before TensorFlow restores or extracts anything.
+        config = _config()
+        simulate = _simulate_spec()
+    except ValueError as e:
+        cli_config.fail(PROG, " ".join(str(e).split()))
     cli_config.parse_gin(PROG, _GIN_FILE.value, _GIN_BINDINGS.value)
     workdir = _WORKDIR.value
-    os.makedirs(workdir, exist_ok=True)
 
     def log(line: str) -> None:
         print(line, flush=True)
 
     try:
         task = cli_config.configured_task()
-        simulate = None
-        if _SIMULATE.value:
-            simulate = SimulateSpec.from_items(
-                _SIMULATE.value,
-                n_animals=_SIM_ANIMALS.value,
-                units_per_animal=_SIM_UNITS.value,
-                n_trials=_SIM_TRIALS.value,
-                noise_std=_SIM_NOISE.value,
-                seed=_SEED.value,
-            )
         fit = fit_checkpoint(
             _CHECKPOINT.value,
             workdir=workdir,
             task=task,
             recordings=_NEURAL_DATA.value or None,
             simulate=simulate,
-            config=_config(),
+            config=config,
             presentation=Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value),
             strategy=distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value),
             global_batch_size=_BATCH.value,
@@ -155,6 +162,7 @@ def main(argv: list[str]) -> None:
     except cli_config.ConfigError as e:
         cli_config.fail(PROG, str(e))
     except (ValueError, FileNotFoundError, FileExistsError) as e:  # NeuralDataError is a ValueError
+        os.makedirs(workdir, exist_ok=True)
         trace_path = os.path.join(workdir, "error_traceback.txt")
         atomic_write.write_text(trace_path, traceback.format_exc())
         cli_config.fail(PROG, f"{' '.join(str(e).split())} (traceback: {trace_path})")

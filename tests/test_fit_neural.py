@@ -175,3 +175,25 @@ def test_allow_external_stimuli_follows_a_trusted_files_stimuli_path(checkpoint,
     )
     with open(workdir / "summary.json") as f:
         assert set(json.load(f)["best_layer"]) == {"IT", "V4"}
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (
+            ("--simulate=V1=stem", "--mapping=pls", "--mapping_options=alpha=1"),
+            ["mapping 'pls' does not accept option(s) ['alpha']", "n_components"],
+        ),
+        (("--simulate=V1",), ["--simulate takes area=layer", "['V1']"]),
+        (("--simulate=V1=stem,IT",), ["--simulate takes area=layer", "['IT']"]),
+    ],
+)
+def test_bad_options_fail_at_once_in_one_line(checkpoint, tmp_path, capsys, args, fragments):
+    workdir = tmp_path / "fit"
+    with pytest.raises(SystemExit) as exit_info:
+        _fit(f"--checkpoint={checkpoint}", f"--workdir={workdir}", *args)
+    assert exit_info.value.code == 2
+    line = _error_line(capsys)
+    for fragment in fragments:
+        assert fragment in line, line
+    assert not workdir.exists()  # refused before anything was restored, extracted or written

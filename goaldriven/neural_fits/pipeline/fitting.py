@@ -69,6 +69,7 @@ class FitConfig:
                 f"noise_correction must be one of {NOISE_CORRECTIONS}. Received: {self.noise_correction!r}"
             )
         mapping = mappings.mapping_class(self.mapping)
+        mappings.make_mapping(self.mapping, **self.mapping_kwargs)  # unknown options and bad values fail here
         if self.temporal == "fixed" and self.noise_correction == "split_half":
             raise ValueError("temporal='fixed' scores with noise_correction='reliability' (one fit per split).")
         if mapping.costly_fit and self.noise_correction == "split_half":

@@ -184,3 +184,12 @@ def test_layers_larger_than_the_memory_budget_reach_pls_through_a_streamed_gram(
         )
         scores.append([r["noise_corrected"] for r in run.fit_recordings(store, data, config, log=_quiet).rows])
     np.testing.assert_allclose(scores[1], scores[0], rtol=1e-7)
+
+
+def test_mapping_options_are_checked_when_the_config_is_made():
+    with pytest.raises(ValueError, match=r"mapping 'pls' does not accept option\(s\) \['alpha'\]") as error:
+        run.FitConfig(mapping="pls", mapping_kwargs={"alpha": 1})
+    assert "n_components" in str(error.value) and "max_iter" in str(error.value)  # the options it does accept
+    with pytest.raises(ValueError, match=r"mapping 'ridge' option\(s\) \{'alpha': -1\}: alpha must be > 0"):
+        run.FitConfig(mapping="ridge", mapping_kwargs={"alpha": -1})
+    assert run.FitConfig(mapping="ridge", mapping_kwargs={"alpha": 10.0}).mapping_kwargs == {"alpha": 10.0}
