@@ -29,9 +29,10 @@ from goaldriven.neural_fits import mappings
 from goaldriven.neural_fits.data.neural_data import NeuralData
 from goaldriven.neural_fits.mappings.temporal import TemporallyFixed
 from goaldriven.neural_fits.metrics import consistency
-from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson, select_layers, summarize
+from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson
 from goaldriven.neural_fits.metrics.reliability import split_half_reliability
 from goaldriven.neural_fits.metrics.splits import stimulus_splits
+from goaldriven.neural_fits.pipeline import summary
 from goaldriven.neural_fits.pipeline.feature_store import MAX_FEATURE_BYTES, FeatureStore
 
 TEMPORAL_MODES = ("window", "varying", "fixed")
@@ -170,7 +171,7 @@ def fit_recordings(
                     f"[{elapsed:.0f} s, ~{elapsed / done * (total - done):.0f} s left]"
                 )
     inter_animal = _inter_animal(data, areas, times, splits, config, log) if config.inter_animal else {}
-    return FitResult(rows=rows, summary=_summarize(rows, layers, areas, inter_animal, config))
+    return FitResult(rows=rows, summary=summary.summarize_fit(rows, layers, areas, inter_animal, config))
 
 
 def _target_groups(data: NeuralData, areas: Sequence[str], per_animal: bool) -> list[tuple[str, np.ndarray]]:
@@ -275,49 +276,3 @@ def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, st
 def _per_bin(data, bins):
     """A temporally fixed fit's bins as separate time points (the animals are compared bin by bin)."""
     return [(f"{data.time_bins_ms[b, 0]:g} ms", [b], [b]) for b in bins]
-
-
-def _summarize(rows, layers, areas, inter_animal, config) -> dict[str, Any]:
-    """Median and s.e.m. per area, layer and time; the best layer per area; fractions of inter-animal consistency."""
-    table: dict[str, Any] = {}
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    time_labels = list(dict.fromkeys(row["time"] for row in rows))
-    for area in areas:
-        table[area] = {}
-        for layer in layers:
-            per_time = {}
-            for label in time_labels:
-                values = np.array(
-                    [
-                        r["noise_corrected"]
-                        for r in rows
-                        if r["area"] == area and r["layer"] == layer and r["time"] == label
-                    ]
-                )
-                raw = np.array(
-                    [r["raw"] for r in rows if r["area"] == area and r["layer"] == layer and r["time"] == label]
-                )
-                per_time[label] = {"noise_corrected": summarize(values), "raw": summarize(raw)}
-            table[area][layer] = per_time
-            overall = np.array([r["noise_corrected"] for r in rows if r["area"] == area and r["layer"] == layer])
-            scores.setdefault(layer, {})[area] = overall
-    best_layers, _ = select_layers(scores)
-    summary: dict[str, Any] = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
-        "areas": table,
-        "best_layer": best_layers,
-        "inter_animal_consistency": {},
-    }
-    for (area, label), entry in inter_animal.items():
-        stats = summarize(entry["values"])
-        best_layer = best_layers.get(area)
-        model = table[area][best_layer][label]["noise_corrected"] if best_layer in table[area] else None
-        fraction = None
-        if model is not None and stats["median"] and np.isfinite(stats["median"]):
-            fraction = float(model["median"] / stats["median"])
-        summary["inter_animal_consistency"].setdefault(area, {})[label] = {
-            **stats,
-            "best_layer": best_layer,
-            "fraction_of_inter_animal": fraction,
-        }
-    return summary
