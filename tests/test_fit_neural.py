@@ -106,9 +106,8 @@ def test_a_config_without_images_is_refused(capsys, tmp_path):
     assert "has no input_spec (it takes no images)" in capsys.readouterr().err
 
 
-def _error_line(capsys) -> str:
-    """The one `goaldriven-fit: error:` line of stderr (no traceback printed)."""
-    err = capsys.readouterr().err
+def _error_line(err: str) -> str:
+    """The one `goaldriven-fit: error:` line of stderr `err` (no traceback printed)."""
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.startswith("goaldriven-fit: error: ")]
     assert len(lines) == 1, err
@@ -128,6 +127,8 @@ def _recordings(folder, damage: str) -> str:
             ids[5] = ids[3]
             del f["stimulus_ids"]
             f.create_dataset("stimulus_ids", data=ids.astype(object), dtype=h5py.string_dtype())
+        elif damage == "constant_responses":
+            f["responses"][...] = 1.0
         elif damage == "stimuli_outside":
             np.save(folder.parent / "images.npy", f["stimuli"][()])
             del f["stimuli"]
@@ -150,6 +151,7 @@ _QUICK = ("--layers=stem", "--mapping=ridge", "--n_splits=2", "--n_boot=2")
         ("duplicate_stimulus_ids", ["stimulus_ids must be unique", "'img0003' (stimulus ids)"]),
         ("corrupted_chunk", ["recordings.h5: dataset 'responses' cannot be read", "damaged"]),
         ("stimuli_outside", ["stimuli_path '../images.npy' leads to", "--allow_external_stimuli"]),
+        ("constant_responses", ["every unit of area(s) ['IT', 'V4'] has constant responses", "zero variance"]),
     ],
 )
 def test_a_bad_data_file_is_one_line_exit_2(checkpoint, tmp_path, capsys, damage, fragments):
@@ -157,7 +159,7 @@ def test_a_bad_data_file_is_one_line_exit_2(checkpoint, tmp_path, capsys, damage
     with pytest.raises(SystemExit) as exit_info:
         _fit(f"--checkpoint={checkpoint}", f"--workdir={tmp_path / 'fit'}", f"--neural_data={path}", *_QUICK)
     assert exit_info.value.code == 2
-    line = _error_line(capsys)
+    line = _error_line(capsys.readouterr().err)
     for fragment in fragments:
         assert fragment in line, line
 
@@ -193,7 +195,19 @@ def test_bad_options_fail_at_once_in_one_line(checkpoint, tmp_path, capsys, args
     with pytest.raises(SystemExit) as exit_info:
         _fit(f"--checkpoint={checkpoint}", f"--workdir={workdir}", *args)
     assert exit_info.value.code == 2
-    line = _error_line(capsys)
+    line = _error_line(capsys.readouterr().err)
     for fragment in fragments:
         assert fragment in line, line
     assert not workdir.exists()  # refused before anything was restored, extracted or written
+
+
+def test_too_few_units_for_the_inter_animal_step_fail_before_the_layer_fits(checkpoint, tmp_path, capsys):
+    args = ("--simulate=V1=stem", "--simulate_animals=2", "--simulate_units=5", "--layers=stem,pool")
+    with pytest.raises(SystemExit) as exit_info:
+        _fit(f"--checkpoint={checkpoint}", f"--workdir={tmp_path / 'fit'}", "--n_splits=2", "--n_boot=2", *args)
+    assert exit_info.value.code == 2
+    out = capsys.readouterr()
+    line = _error_line(out.err)
+    assert "area V1: animal 'animal0' would be predicted from the 5 units of the other animals (pooled)" in line
+    assert "needs >= 25 source units" in line
+    assert "fit 1/" not in out.out  # no layer was fitted

@@ -29,10 +29,10 @@ from goaldriven.neural_fits import mappings
 from goaldriven.neural_fits.data.neural_data import NeuralData
 from goaldriven.neural_fits.mappings.temporal import TemporallyFixed
 from goaldriven.neural_fits.metrics import consistency
-from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson
+from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson, summarize
 from goaldriven.neural_fits.metrics.reliability import split_half_reliability
 from goaldriven.neural_fits.metrics.splits import stimulus_splits
-from goaldriven.neural_fits.pipeline import summary
+from goaldriven.neural_fits.pipeline import recording_checks, summary
 from goaldriven.neural_fits.pipeline.feature_store import MAX_FEATURE_BYTES, FeatureStore
 
 TEMPORAL_MODES = ("window", "varying", "fixed")
@@ -136,6 +136,13 @@ def fit_recordings(
     groups = data.stimulus_labels if config.stratify and data.stimulus_labels is not None else None
     splits = stimulus_splits(len(data.stimulus_ids), config.train_fraction, config.n_splits, config.seed, groups)
     times = _time_points(data, config)
+    row_times = times if config.temporal != "fixed" else _per_bin(data, times[0][1])  # the time labels of the rows
+    constant = recording_checks.constant_units(data, areas, [(label, bins) for label, bins, _ in row_times])
+    if config.inter_animal:
+        name, options = _inter_animal_mapping(config)
+        recording_checks.check_inter_animal_sources(
+            data, areas, name, options, config.inter_animal_mode, user_options=name == config.mapping
+        )
     targets = _target_groups(data, areas, config.per_animal)
     mapping = mappings.mapping_class(config.mapping)
     over_time = config.temporal == "fixed"  # one mapping shared by the bins: features per step
@@ -167,11 +174,14 @@ def fit_recordings(
                 elapsed = time.time() - began
                 log(
                     f"fit {done}/{total}: layer {layer}, area {area} ({len(units)} units), {label}: median "
-                    f"noise-corrected {np.nanmedian(values['noise_corrected']):.3f} "
+                    f"noise-corrected {summarize(values['noise_corrected'])['median']:.3f} "
                     f"[{elapsed:.0f} s, ~{elapsed / done * (total - done):.0f} s left]"
                 )
-    inter_animal = _inter_animal(data, areas, times, splits, config, log) if config.inter_animal else {}
-    return FitResult(rows=rows, summary=summary.summarize_fit(rows, layers, areas, inter_animal, config))
+    inter_animal = _inter_animal(data, areas, row_times, splits, config, log) if config.inter_animal else {}
+    result = summary.summarize_fit(rows, layers, areas, inter_animal, config, constant=constant)
+    for line in summary.unscored_lines(result):
+        log(line)
+    return FitResult(rows=rows, summary=result)
 
 
 def _target_groups(data: NeuralData, areas: Sequence[str], per_animal: bool) -> list[tuple[str, np.ndarray]]:
@@ -241,17 +251,25 @@ def _per_time(values, i, label, data, bins, config):
         yield f"{data.time_bins_ms[b, 0]:g} ms", {key: float(v[i, k]) for key, v in values.items()}
 
 
+def _inter_animal_mapping(config: FitConfig) -> tuple[str, dict]:
+    """The mapping (name, options) of the inter-animal step: the fit's own, or PLS for a maps mapping (which cannot
+    map units to units)."""
+    if mappings.mapping_class(config.mapping).needs_maps:
+        return "pls", {}
+    return config.mapping, dict(config.mapping_kwargs)
+
+
 def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(area, time label): {"unit_ids": ..., "values": per-unit consistency}} from the recordings alone."""
+    """{(area, time label): {"values": per-unit consistency}} from the recordings alone, at the rows' time points."""
     out = {}
-    needs_maps = mappings.mapping_class(config.mapping).needs_maps  # it cannot map units to units: PLS instead
-    factory = (lambda: mappings.make_mapping("pls")) if needs_maps else _mapper_factory(config)
+    name, options = _inter_animal_mapping(config)
+    factory = lambda: mappings.make_mapping(name, **options)  # noqa: E731
     for area in areas:
         animals = sorted(set(data.animal[data.area == area]))
         if len(animals) < 2:
             log(f"inter-animal consistency: area {area} has {len(animals)} animal(s); needs >= 2, skipped")
             continue
-        for label, bins, _ in times if config.temporal != "fixed" else _per_bin(data, times[0][1]):
+        for label, bins, _ in times:
             by_animal = {}
             for animal in animals:
                 units = np.flatnonzero((data.area == area) & (data.animal == animal))
@@ -268,7 +286,7 @@ def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, st
             out[(area, label)] = {"values": np.asarray(result.values, float)}
             log(
                 f"inter-animal consistency ({config.inter_animal_mode}): area {area}, {label}: median "
-                f"{np.nanmedian(result.values):.3f} over {len(result.values)} units of {len(animals)} animals"
+                f"{summarize(result.values)['median']:.3f} over {len(result.values)} units of {len(animals)} animals"
             )
     return out
 

@@ -3,7 +3,8 @@
   units.csv                     one row per unit x layer x time: unit_id, animal, area, layer, time, noise_corrected,
                                 raw (held-out Pearson r), reliability (Spearman-Brown split-half), best_layer (0/1)
   summary.json                  per area, layer and time: median and s.e.m. over units (raw and noise-corrected);
-                                the best layer per area; inter-animal consistency and the fraction of it reached
+                                the best layer per area; inter-animal consistency and the fraction of it reached;
+                                the units without a score and why, and why an area has no best layer (summary.py)
   predictivity_by_layer.png     median +- s.e.m. noise-corrected score per layer, one line per area (dashed: the
                                 area's inter-animal consistency)
   time_courses.png              (time-resolved fits) median +- s.e.m. over time at each area's best layer

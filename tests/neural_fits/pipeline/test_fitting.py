@@ -1,6 +1,7 @@
 """The fitting pipeline: best layers, noise-corrected scores near the known truth, files, and clear errors."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -193,3 +194,94 @@ def test_mapping_options_are_checked_when_the_config_is_made():
     with pytest.raises(ValueError, match=r"mapping 'ridge' option\(s\) \{'alpha': -1\}: alpha must be > 0"):
         run.FitConfig(mapping="ridge", mapping_kwargs={"alpha": -1})
     assert run.FitConfig(mapping="ridge", mapping_kwargs={"alpha": 10.0}).mapping_kwargs == {"alpha": 10.0}
+
+
+def _small(n_animals, units_per_animal, n_trials=4, seed=0):
+    """Recordings of area V1 reading layer1 of the random network on 80 images, and the network's features."""
+    images, labels = synthetic.default_images(n_stimuli=80, n_categories=4, seed=seed)
+    hidden = synthetic.random_network_features(images)
+    data = synthetic.simulate_recordings(
+        hidden,
+        areas={"V1": "layer1"},
+        n_animals=n_animals,
+        units_per_animal=units_per_animal,
+        n_trials=n_trials,
+        time_profile="flat",
+        stimulus_labels=labels,
+        seed=seed,
+    )
+    store = FeatureStore(
+        {k: v[:, None] for k, v in hidden.items()}, stimulus_ids=data.stimulus_ids, presentation=Presentation()
+    )
+    return data, store
+
+
+def test_too_few_source_units_for_the_inter_animal_mapping_fail_before_the_layer_fits():
+    data, store = _small(n_animals=2, units_per_animal={"V1": 5})
+    lines = []
+    with pytest.raises(ValueError) as error:
+        run.fit_recordings(store, data, run.FitConfig(n_splits=2, n_boot=2), log=lines.append)
+    message = str(error.value)
+    assert "area V1: animal 'animal0' would be predicted from the 5 units of the other animals (pooled)" in message
+    assert "mapping 'pls' (n_components=25) needs >= 25 source units" in message
+    assert "--mapping_options=n_components=5" in message and "--inter_animal=false" in message
+    assert not [line for line in lines if line.startswith("fit ")]  # failed before the first layer fit
+    # Pairwise, each other animal alone is the source: 3 x 12 units suffice pooled (24), not pairwise (12).
+    data, store = _small(n_animals=3, units_per_animal={"V1": 12})
+    config = dict(mapping_kwargs={"n_components": 20}, n_splits=2, n_boot=2, layers=("layer1",))
+    with pytest.raises(ValueError, match=r"the 12 units of animal 'animal[12]' alone \(pairwise\).*needs >= 20"):
+        run.fit_recordings(store, data, run.FitConfig(inter_animal_mode="pairwise", **config), log=_quiet)
+    run.fit_recordings(store, data, run.FitConfig(**config), log=_quiet)  # pooled: 24 source units, enough
+
+
+def test_unscorable_units_and_areas_are_named_with_the_reason():
+    """Two IT units are constant (zero variance); every V4 unit's two trials are anti-correlated (split-half
+    reliability < 0), so no V4 unit has a noise-corrected score and V4 has no best layer: the summary and the log
+    say why and name the units."""
+    images, labels = synthetic.default_images(n_stimuli=120, n_categories=4, seed=1)
+    hidden = synthetic.random_network_features(images)
+    data = synthetic.simulate_recordings(
+        hidden,
+        areas={"V4": "layer1", "IT": "layer2"},
+        n_animals=2,
+        units_per_animal=3,
+        n_trials=2,
+        noise_std=0.3,
+        time_profile="flat",
+        stimulus_labels=labels,
+        seed=1,
+    )
+    responses = data.responses.copy()
+    it, v4 = np.flatnonzero(data.area == "IT"), np.flatnonzero(data.area == "V4")
+    responses[:, it[:2]] = 3.0
+    signal = np.random.default_rng(2).standard_normal((120, len(v4), responses.shape[2]))
+    responses[:, v4] = np.stack([signal, -signal + 0.1 * np.random.default_rng(3).standard_normal(signal.shape)], -1)
+    data = dataclasses.replace(data, responses=responses)
+    store = FeatureStore(
+        {k: v[:, None] for k, v in hidden.items()}, stimulus_ids=data.stimulus_ids, presentation=Presentation()
+    )
+    lines = []
+    config = run.FitConfig(mapping="ridge", n_splits=2, n_boot=4, inter_animal=False)
+    summary = run.fit_recordings(store, data, config, log=lines.append).summary
+    assert summary["best_layer"]["IT"] == "layer2" and summary["best_layer"]["V4"] is None
+    unscored = summary["unscored_units"]
+    assert unscored["IT"]["70-170 ms"] == {"zero_variance": data.unit_ids[it[:2]].tolist()}
+    assert unscored["V4"]["70-170 ms"] == {"reliability_not_positive": data.unit_ids[v4].tolist()}
+    reason = summary["best_layer_reason"]["V4"]
+    assert "split-half reliability <= 0" in reason and data.unit_ids[v4[0]] in reason
+    assert set(summary["best_layer_reason"]) == {"V4"}
+    assert any("V4" in line and "reliability <= 0" in line and data.unit_ids[v4[0]] in line for line in lines)
+    assert any("IT" in line and "zero variance" in line and data.unit_ids[it[0]] in line for line in lines)
+
+
+def test_an_area_whose_responses_are_all_constant_is_refused_before_the_fits(simulated):
+    data, store = simulated
+    lines = []
+    responses = data.responses.copy()
+    responses[:, data.area == "V4"] = 0.0
+    constant = dataclasses.replace(data, responses=responses)
+    with pytest.raises(ValueError) as error:
+        run.fit_recordings(store, constant, run.FitConfig(mapping="ridge", n_splits=2, n_boot=2), log=lines.append)
+    message = str(error.value)
+    assert "every unit of area(s) ['V4'] has constant responses over the stimuli (zero variance)" in message
+    assert "--areas=IT" in message and not [line for line in lines if line.startswith("fit ")]
