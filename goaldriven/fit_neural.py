@@ -10,7 +10,8 @@ model and gives its input normalisation (task.input_spec; a task without one, e.
 The recordings are a goaldriven neural-data file (docs/neural_data_format.md) holding the stimuli. With --simulate
 the recordings are simulated instead: noisy readouts of the named layers of this very checkpoint on scikit-learn's
 embedded digits, written to <workdir>/synthetic_neural_data.h5, so the true answer is known.
-Outputs in --workdir: features.h5 (resumable, reused when it matches), units.csv, summary.json,
+Outputs in --workdir: features.h5 (resumable; reused only for the same checkpoint content, model config, input,
+schedule, dtype and stimuli, another key goes beside it: features.<key>.h5), units.csv, summary.json,
 predictivity_by_layer.png, time_courses.png. This is a thin wrapper: flags -> gin -> the configured task ->
 goaldriven.neural_fits.pipeline.fit_checkpoint.fit_checkpoint (the same call a notebook makes) -> one-line errors.
 """

@@ -8,7 +8,8 @@
                          config=FitConfig(n_splits=3, n_boot=20))
     fit.result.summary["best_layer"], fit.paths
 
-Files in `workdir`: features.h5 (the feature cache: reused when it matches, see extraction.py), units.csv,
+Files in `workdir`: features.h5 (the feature cache, keyed on the checkpoint's content, the model's config, the input,
+the schedule, the dtype and the stimuli: another key's features go into a file beside it; feature_cache.py), units.csv,
 summary.json, predictivity_by_layer.png, time_courses.png (time-resolved fits) and, with `simulate`,
 synthetic_neural_data.h5 (simulate_from_model.py: SimulateSpec says what to simulate). Problems raise ValueError / FileNotFoundError / FileExistsError
 (NeuralDataError for a broken data file) with a one-line message naming the fix.
@@ -39,7 +40,7 @@ class CheckpointFit:
 
     result: FitResult
     paths: list[str]  # report files: units.csv, summary.json, predictivity_by_layer.png[, time_courses.png]
-    features_path: str
+    features_path: str  # the feature cache used: features.h5, or the file beside it of another key
     recordings_path: str | None  # the data file read or simulated (None for a NeuralData passed in)
     checkpoint: str  # the restored checkpoint prefix
 
@@ -58,7 +59,7 @@ def fit_checkpoint(
     strategy: tf.distribute.Strategy | None = None,
     global_batch_size: int = 64,
     features_dtype: str = "float32",
-    on_mismatch: str = "refuse",
+    on_mismatch: str = "extract",
     allow_external_stimuli: bool = False,
     log: Callable[[str], None] = print,
 ) -> CheckpointFit:
@@ -72,7 +73,8 @@ def fit_checkpoint(
         config: what to fit and how it is scored (FitConfig()); presentation: a ConvRNN's schedule (Presentation()).
         strategy: the tf.distribute strategy of the extraction (default: the current one).
         global_batch_size, features_dtype: stimuli per extraction batch, stored feature precision.
-        on_mismatch: an existing features.h5 of other features: "refuse" (FileExistsError) or "extract" again.
+        on_mismatch: a features.h5 of other features (another checkpoint content, model config, input, schedule,
+            dtype or stimuli: feature_cache.py): "extract" them into a file beside it (it is kept) or "refuse".
         allow_external_stimuli: let the data file's stimuli_path lead out of its folder (load_neural_data).
         log: called with one line per step of progress.
     """
@@ -109,6 +111,7 @@ def fit_checkpoint(
         on_mismatch=on_mismatch,
         log=log,
     )
+    features_path = store.path
     try:
         if simulate is not None:
             recordings_path = os.path.join(workdir, SIMULATED_FILE)
@@ -118,7 +121,7 @@ def fit_checkpoint(
     finally:
         store.close()
     paths = report.write_all(result, workdir)
-    return CheckpointFit(result, paths, os.path.join(workdir, FEATURES_FILE), recordings_path, prefix)
+    return CheckpointFit(result, paths, features_path, recordings_path, prefix)
 
 
 def _model_and_transform(task, model, input_spec, strategy):

@@ -1,6 +1,8 @@
 """fit_checkpoint as a notebook calls it: a model, its InputSpec and recordings in memory -> scores and files."""
 
+import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -76,3 +78,27 @@ def test_simulate_spec_from_the_flag_items():
     for items in (["V1"], ["=stem"], []):
         with pytest.raises(ValueError, match="area=layer"):
             SimulateSpec.from_items(items)
+
+
+def test_a_retrained_checkpoint_at_the_same_path_is_extracted_again(trained, tmp_path):
+    """The bug of issue 11: features.h5 was reused when only the checkpoint's path and the stimulus ids matched."""
+    checkpoint, model, data = trained
+    train = tmp_path / "train"
+    shutil.copytree(checkpoint, train)
+    workdir = str(tmp_path / "fit")
+    config = dataclasses.replace(CONFIG, layers=("pool",))
+    first = fit_checkpoint(str(train), workdir=workdir, model=model, input_spec=SPEC, recordings=data, config=config)
+    retrained = zoo.build_model("small_resnet8", num_classes=4, image_size=8)
+    retrained(np.zeros((1, 8, 8, 3), np.float32), training=False)
+    retrained.set_weights([w + 0.05 for w in model.get_weights()])
+    shutil.rmtree(train)
+    checkpointing.Checkpointer(str(train), model=retrained).save(0)  # same path, same step, other weights
+    lines = []
+    second = fit_checkpoint(
+        str(train), workdir=workdir, model=model, input_spec=SPEC, recordings=data, config=config, log=lines.append
+    )
+    assert second.checkpoint == first.checkpoint  # the same prefix string ...
+    assert any("holds features of another checkpoint (step or file contents)" in line for line in lines), lines
+    assert any(line.startswith("features: 64/64 stimuli") for line in lines)  # ... extracted again
+    assert second.features_path != first.features_path and os.path.exists(first.features_path)
+    assert second.result.rows != first.result.rows
