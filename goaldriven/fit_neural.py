@@ -12,8 +12,11 @@ the recordings are simulated instead: noisy readouts of the named layers of this
 embedded digits, written to <workdir>/synthetic_neural_data.h5, so the true answer is known.
 Outputs in --workdir: features.h5 (resumable; reused only for the same checkpoint content, model config, input,
 schedule, dtype and stimuli, another key goes beside it: features.<key>.h5), units.csv, summary.json,
-predictivity_by_layer.png, time_courses.png. This is a thin wrapper: flags -> gin -> the configured task ->
-goaldriven.neural_fits.pipeline.fit_checkpoint.fit_checkpoint (the same call a notebook makes) -> one-line errors.
+predictivity_by_layer.png, time_courses.png, fit_options.json. A rerun with the same options rewrites them; a fit with
+other options goes to <workdir>/fit.1/, fit.2/, ... (never overwriting an earlier fit). The fit holds the workdir's
+lock: a second process in the same workdir is refused in one line naming the first. This is a thin wrapper: flags ->
+gin -> the configured task -> goaldriven.neural_fits.pipeline.fit_checkpoint.fit_checkpoint (the same call a
+notebook makes) -> one-line errors.
 """
 
 import os
@@ -23,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ star
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
-from goaldriven import atomic_write, cli_config, distribute
+from goaldriven import atomic_write, cli_config, distribute, workdir_lock
 from goaldriven.neural_fits.mappings import MAPPINGS
 from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
@@ -161,6 +164,8 @@ def main(argv: list[str]) -> None:
             log=log,
         )
     except cli_config.ConfigError as e:
+        cli_config.fail(PROG, str(e))
+    except workdir_lock.WorkdirBusyError as e:  # another process fits in this workdir: leave it alone
         cli_config.fail(PROG, str(e))
     except (ValueError, FileNotFoundError, FileExistsError) as e:  # NeuralDataError is a ValueError
         os.makedirs(workdir, exist_ok=True)

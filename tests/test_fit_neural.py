@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -211,3 +213,68 @@ def test_too_few_units_for_the_inter_animal_step_fail_before_the_layer_fits(chec
     assert "area V1: animal 'animal0' would be predicted from the 5 units of the other animals (pooled)" in line
     assert "needs >= 25 source units" in line
     assert "fit 1/" not in out.out  # no layer was fitted
+
+
+_SIMULATE = (
+    "--simulate=early=stage1_block1,late=stage3_block1",
+    "--layers=stage1_block1,stage3_block1",
+    "--simulate_animals=2",
+    "--simulate_units=6",
+    "--mapping=ridge",
+    "--n_boot=4",
+)
+
+
+def test_a_second_fit_in_a_busy_workdir_is_refused_naming_the_first(checkpoint, tmp_path, capsys):
+    workdir = tmp_path / "fit"
+    holder = subprocess.Popen(  # the first process, holding the workdir as a running goaldriven-fit does
+        [sys.executable, "-c", _HOLD, str(workdir)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as exit_info:
+            _fit(f"--checkpoint={checkpoint}", f"--workdir={workdir}", "--n_splits=2", *_SIMULATE)
+        assert exit_info.value.code == 2
+        line = _error_line(capsys.readouterr().err)
+        assert f"{workdir} is in use by pid {holder.pid} on " in line and "(fit, started " in line, line
+        assert "use another --workdir" in line
+        assert sorted(os.listdir(workdir)) == [".goaldriven.lock"]  # nothing was extracted or written
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+_HOLD = """
+import sys, time
+from goaldriven import workdir_lock
+with workdir_lock.hold(sys.argv[1], "fit", print):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+def _files(folder, names=("units.csv", "summary.json", "predictivity_by_layer.png", "synthetic_neural_data.h5")):
+    return {name: (folder / name).read_bytes() for name in names}
+
+
+def test_a_fit_with_other_options_is_written_beside_the_earlier_one(checkpoint, tmp_path, capsys):
+    workdir = tmp_path / "fit"
+    common = (f"--checkpoint={checkpoint}", f"--workdir={workdir}", *_SIMULATE)
+    _fit(*common, "--n_splits=2")
+    first = _files(workdir)
+    capsys.readouterr()
+    _fit(*common, "--n_splits=3")  # other options
+    out = capsys.readouterr().out
+    second = workdir / "fit.1"
+    assert f"writing this one to {second} (the earlier files are kept)" in out and "config.n_splits differ" in out
+    assert _files(workdir) == first  # the first fit's files are untouched
+    with open(second / "summary.json") as f:
+        assert json.load(f)["config"]["n_splits"] == 3
+    assert f"wrote {second / 'units.csv'}" in out
+    # The same options again: the same folder, rewritten with the same scores; nothing new beside.
+    _fit(*common, "--n_splits=2")
+    with open(workdir / "summary.json") as f:
+        assert json.load(f) == json.loads(first["summary.json"])
+    _fit(*common, "--n_splits=3")
+    assert sorted(p for p in os.listdir(workdir) if p.startswith("fit.")) == ["fit.1"]
+    assert "features: reusing" in capsys.readouterr().out  # every fit shares the workdir's feature cache
