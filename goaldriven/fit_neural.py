@@ -53,6 +53,12 @@ _TRAIN_FRACTION = flags.DEFINE_float("train_fraction", 0.75, "Fraction of stimul
 _SPLITS = flags.DEFINE_integer("n_splits", 10, "Train/test splits (stratified by stimulus label when present).")
 _BOOT = flags.DEFINE_integer("n_boot", 100, "Bootstrapped split-halves of the trials.")
 _CORRECTION = flags.DEFINE_enum("noise_correction", "split_half", list(NOISE_CORRECTIONS), "Estimator.")
+_AGGREGATION = flags.DEFINE_enum(
+    "aggregation",
+    "median_of_unit_means",
+    ["median_of_unit_means", "mean_of_split_medians"],
+    "Score per layer: median over units of the unit means (thesis), or mean over splits of the median (Brain-Score).",
+)
 _SB = flags.DEFINE_bool("spearman_brown", True, "Spearman-Brown on the denominators (ch3); false: ch2 eq. 2.17.")
 _LAYERS = flags.DEFINE_list("layers", [], "Model layers to score (default: every feature the model returns).")
 _AREAS = flags.DEFINE_list("areas", [], "Areas to score (default: all).")
@@ -104,6 +110,7 @@ def _config() -> FitConfig:
         n_boot=_BOOT.value,
         noise_correction=_CORRECTION.value,
         spearman_brown=_SB.value,
+        aggregation=_AGGREGATION.value,
         layers=tuple(_LAYERS.value) or None,
         areas=tuple(_AREAS.value) or None,
         inter_animal=_INTER_ANIMAL.value,

@@ -278,3 +278,19 @@ def test_a_fit_with_other_options_is_written_beside_the_earlier_one(checkpoint, 
     _fit(*common, "--n_splits=3")
     assert sorted(p for p in os.listdir(workdir) if p.startswith("fit.")) == ["fit.1"]
     assert "features: reusing" in capsys.readouterr().out  # every fit shares the workdir's feature cache
+
+
+def test_the_aggregation_flag_reaches_the_summary(checkpoint, tmp_path):
+    workdir = tmp_path / "fit"
+    _fit(
+        f"--checkpoint={checkpoint}",
+        f"--workdir={workdir}",
+        "--n_splits=3",
+        "--aggregation=mean_of_split_medians",
+        *_SIMULATE,
+    )
+    with open(workdir / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["aggregation"]["name"] == summary["config"]["aggregation"] == "mean_of_split_medians"
+    entry = summary["areas"]["late"]["stage3_block1"]["70-170 ms"]
+    assert entry["score"] != entry["noise_corrected"]["median"]  # scored by the per-split medians, not the median

@@ -1,5 +1,7 @@
-"""The summary of a fit (summary.json): per area, layer and time the median and s.e.m. over units, the best layer per
-area and the inter-animal consistency with the fraction of it the best layer reaches, and the units without a score.
+"""The summary of a fit (summary.json): per area, layer and time the median and s.e.m. over units and the score under
+the fit's aggregation (AGGREGATIONS: the thesis' median over units of the unit means, or Brain-Score's mean over
+splits of the per-split medians), the best layer per area by that score, the inter-animal consistency with the
+fraction of it the best layer reaches (the ratio of the two scores), and the units without a score.
 
 A unit has no noise-corrected score (NaN, left out of the medians) for one of three reasons, recorded per area and
 time point in "unscored_units" (and, for an area left without a best layer, in one sentence in "best_layer_reason"):
@@ -16,38 +18,57 @@ from typing import Any
 
 import numpy as np
 
-from goaldriven.neural_fits.metrics.correlation import select_layers, summarize
+from goaldriven.neural_fits.metrics.correlation import select_layers, split_median_mean, summarize
+
+AGGREGATIONS = {  # FitConfig.aggregation -> what each entry's "score" (and "score_error") is
+    "median_of_unit_means": "the median over units of each unit's score averaged over the splits and bootstraps "
+    "(thesis ch3); error: s.e.m. over units",
+    "mean_of_split_medians": "the mean over splits of the median over units of each split's scores (bootstraps "
+    "averaged within a split), as Brain-Score aggregates; error: std over splits / sqrt(splits)",
+}
 
 
-def summarize_fit(rows, layers, areas, inter_animal, config, constant=None) -> dict[str, Any]:
-    """Median and s.e.m. per area, layer and time; the best layer per area; fractions of inter-animal consistency;
-    the units without a score and why (`constant`: {area: {time label: [unit ids]}} of zero-variance units)."""
+def summarize_fit(rows, layers, areas, inter_animal, config, constant=None, split_scores=None) -> dict[str, Any]:
+    """Median and s.e.m. per area, layer and time; the score under `config.aggregation` and the best layer by it; the
+    fractions of inter-animal consistency; the units without a score and why.
+
+    constant: {area: {time label: [unit ids]}} of zero-variance units (recording_checks.constant_units).
+    split_scores: {(area, layer, time label): [(s, u) per-split scores of each target group]} (the
+    mean_of_split_medians aggregation); inter_animal: {(area, label): {"values": (u,), "per_split": (s, u)}}.
+    """
+    brain_score = config.aggregation == "mean_of_split_medians"
     table: dict[str, Any] = {}
     scores: dict[str, dict[str, np.ndarray]] = {}
+    pooled_splits: dict[str, dict[str, np.ndarray]] = {}  # {area: {layer: (s, units x times)}}
     time_labels = list(dict.fromkeys(row["time"] for row in rows))
     for area in areas:
         table[area] = {}
         for layer in layers:
             per_time = {}
             for label in time_labels:
-                values = np.array(
-                    [
-                        r["noise_corrected"]
-                        for r in rows
-                        if r["area"] == area and r["layer"] == layer and r["time"] == label
-                    ]
-                )
-                raw = np.array(
-                    [r["raw"] for r in rows if r["area"] == area and r["layer"] == layer and r["time"] == label]
-                )
-                per_time[label] = {"noise_corrected": summarize(values), "raw": summarize(raw)}
+                here = [r for r in rows if r["area"] == area and r["layer"] == layer and r["time"] == label]
+                entry = {
+                    "noise_corrected": summarize(np.array([r["noise_corrected"] for r in here])),
+                    "raw": summarize(np.array([r["raw"] for r in here])),
+                }
+                if brain_score:
+                    per_split = np.concatenate(split_scores[(area, layer, label)], axis=1)
+                    entry.update(split_median_mean(per_split))
+                    pooled_splits.setdefault(area, {}).setdefault(layer, []).append(per_split)
+                else:
+                    entry.update(score=entry["noise_corrected"]["median"], score_error=entry["noise_corrected"]["sem"])
+                per_time[label] = entry
             table[area][layer] = per_time
             overall = np.array([r["noise_corrected"] for r in rows if r["area"] == area and r["layer"] == layer])
             scores.setdefault(layer, {})[area] = overall
-    best_layers, _ = select_layers(scores)
+    if brain_score:
+        best_layers = {area: _best(pooled_splits[area]) for area in areas}
+    else:
+        best_layers, _ = select_layers(scores)
     unscored = _unscored_units(rows, areas, constant or {})
     summary: dict[str, Any] = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
+        "aggregation": {"name": config.aggregation, "definition": AGGREGATIONS[config.aggregation]},
         "areas": table,
         "best_layer": best_layers,
         "unscored_units": unscored,
@@ -60,17 +81,31 @@ def summarize_fit(rows, layers, areas, inter_animal, config, constant=None) -> d
     }
     for (area, label), entry in inter_animal.items():
         stats = summarize(entry["values"])
+        if brain_score:
+            stats.update(split_median_mean(entry["per_split"]))
+        else:
+            stats.update(score=stats["median"], score_error=stats["sem"])
         best_layer = best_layers.get(area)
-        model = table[area][best_layer][label]["noise_corrected"] if best_layer in table[area] else None
+        model = table[area][best_layer][label]["score"] if best_layer in table[area] else None
         fraction = None
-        if model is not None and stats["median"] and np.isfinite(stats["median"]):
-            fraction = float(model["median"] / stats["median"])
+        if model is not None and stats["score"] and np.isfinite(stats["score"]):
+            fraction = float(model / stats["score"])
         summary["inter_animal_consistency"].setdefault(area, {})[label] = {
             **stats,
             "best_layer": best_layer,
             "fraction_of_inter_animal": fraction,
         }
     return summary
+
+
+def _best(per_layer: dict[str, list[np.ndarray]]) -> str | None:
+    """The layer of the highest mean_of_split_medians score over all its time points (ties: the earliest)."""
+    best, top = None, -np.inf
+    for layer, arrays in per_layer.items():
+        score = split_median_mean(np.concatenate(arrays, axis=1))["score"]
+        if score > top:  # NaN never wins
+            best, top = layer, score
+    return best
 
 
 _REASONS = {

@@ -285,3 +285,21 @@ def test_an_area_whose_responses_are_all_constant_is_refused_before_the_fits(sim
     message = str(error.value)
     assert "every unit of area(s) ['V4'] has constant responses over the stimuli (zero variance)" in message
     assert "--areas=IT" in message and not [line for line in lines if line.startswith("fit ")]
+
+
+def test_the_brain_score_aggregation_is_selectable_and_reported(simulated):
+    data, store = simulated
+    results = {}
+    for aggregation in ("median_of_unit_means", "mean_of_split_medians"):
+        config = run.FitConfig(mapping="ridge", n_splits=3, n_boot=4, aggregation=aggregation)
+        results[aggregation] = run.fit_recordings(store, data, config, log=_quiet).summary
+    default, brain_score = results["median_of_unit_means"], results["mean_of_split_medians"]
+    assert brain_score["aggregation"]["name"] == brain_score["config"]["aggregation"] == "mean_of_split_medians"
+    assert default["best_layer"] == brain_score["best_layer"] == {"IT": "layer2", "V4": "layer1"}
+    for area, layer in (("V4", "layer1"), ("IT", "layer2")):
+        entry, same = brain_score["areas"][area][layer]["70-170 ms"], default["areas"][area][layer]["70-170 ms"]
+        assert entry["noise_corrected"] == same["noise_corrected"]  # the per-unit statistics do not change ...
+        assert same["score"] == same["noise_corrected"]["median"]  # ... the default score is their median ...
+        assert entry["score"] != same["score"] and abs(entry["score"] - same["score"]) < 0.1  # ... this one is not
+        animals = brain_score["inter_animal_consistency"][area]["70-170 ms"]
+        assert animals["fraction_of_inter_animal"] == pytest.approx(entry["score"] / animals["score"])
