@@ -34,6 +34,20 @@ def _responses(features, n_units, noise_sd, n_trials, rng):
     return signal[..., None] + noise_sd * rng.normal(size=signal.shape + (n_trials,))
 
 
+def _lstsq_predict(features, train, test, y):
+    """Least squares with an intercept, fit on `train` and evaluated on `test` (the direct loops' mapping)."""
+    coef, *_ = np.linalg.lstsq(np.column_stack([features[train], np.ones(len(train))]), y[train], rcond=None)
+    return np.column_stack([features[test], np.ones(len(test))]) @ coef
+
+
+def _corr(a, b):
+    return np.corrcoef(a, b)[0, 1]
+
+
+def _sb(rho):
+    return 2 * rho / (1 + rho)
+
+
 def _animals(shared, noise_sd, trial_counts, n=240, n_units=12, p=6, seed=1):
     """Animals whose units read out the same latent features (shared) or each their own (independent)."""
     rng = np.random.default_rng(seed)
@@ -101,12 +115,9 @@ def test_model_predictivity_equals_a_direct_loop_over_splits_and_bootstraps():
     halves = trial_halves(r, n_boot, seed=5)
 
     def fit(train, test, y):
-        coef, *_ = np.linalg.lstsq(np.column_stack([features[train], np.ones(len(train))]), y[train], rcond=None)
-        return np.column_stack([features[test], np.ones(len(test))]) @ coef
+        return _lstsq_predict(features, train, test, y)
 
-    def corr(a, b):
-        return np.corrcoef(a, b)[0, 1]
-
+    corr = _corr
     for sb in (True, False):
         expected = np.zeros(u)
         for unit in range(u):
@@ -386,27 +397,16 @@ def test_per_split_scores_equal_a_direct_loop_over_each_splits_bootstraps():
     trials = _responses(features, u, 1.5, r, rng)
     splits = stimulus_splits(n, 0.5, 3, seed=7)
     halves = trial_halves(r, n_boot, seed=8)
-
-    def fit(train, test, y):
-        coef, *_ = np.linalg.lstsq(np.column_stack([features[train], np.ones(len(train))]), y[train], rcond=None)
-        return np.column_stack([features[test], np.ones(len(test))]) @ coef
-
-    def corr(a, b):
-        return np.corrcoef(a, b)[0, 1]
-
-    def sb(rho):
-        return 2 * rho / (1 + rho)
-
     expected = np.full((len(splits), u), np.nan)
     for s, (train, test) in enumerate(splits):
         for unit in range(u):
             vals = []
             for h1, h2 in halves:
                 s1, s2 = trials[:, unit, h1].mean(1), trials[:, unit, h2].mean(1)
-                p1, p2 = fit(train, test, s1), fit(train, test, s2)
-                mapping, target = sb(corr(p1, p2)), sb(corr(s1[test], s2[test]))
+                p1, p2 = _lstsq_predict(features, train, test, s1), _lstsq_predict(features, train, test, s2)
+                mapping, target = _sb(_corr(p1, p2)), _sb(_corr(s1[test], s2[test]))
                 if mapping > 0 and target > 0:
-                    vals.append(corr(p1, s2[test]) / np.sqrt(mapping * target))
+                    vals.append(_corr(p1, s2[test]) / np.sqrt(mapping * target))
             expected[s, unit] = np.mean(vals) if vals else np.nan
     res = consistency.model_predictivity(features, trials, LstsqMapper, splits, n_boot, seed=8, boot_chunk=2)
     np.testing.assert_allclose(res.per_split, expected, rtol=1e-8)

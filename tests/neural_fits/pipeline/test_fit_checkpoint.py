@@ -37,6 +37,12 @@ def trained(tmp_path_factory):
     return workdir, model, synthetic.default_dataset(seed=0)
 
 
+def _fit_model(trained, workdir, lines: list, **inputs):
+    """fit_checkpoint of the trained small_resnet8 (the model and its input spec passed in), logging into `lines`."""
+    checkpoint, model, _ = trained
+    return fit_checkpoint(checkpoint, workdir=str(workdir), model=model, input_spec=SPEC, log=lines.append, **inputs)
+
+
 def test_a_model_and_its_input_spec_are_scored_and_the_features_reused(trained, tmp_path):
     checkpoint, model, data = trained
     first, second = [], []
@@ -121,18 +127,9 @@ def test_a_busy_workdir_is_refused_before_anything_is_written(trained, tmp_path)
 
 def test_a_workdir_with_reports_but_no_fit_options_keeps_them(trained, tmp_path):
     """Reports written before fit_options.json existed are taken to be another fit's: the new one goes beside."""
-    checkpoint, model, data = trained
     (tmp_path / "summary.json").write_text("{}")
     lines = []
-    fit = fit_checkpoint(
-        checkpoint,
-        workdir=str(tmp_path),
-        model=model,
-        input_spec=SPEC,
-        recordings=data,
-        config=CONFIG,
-        log=lines.append,
-    )
+    fit = _fit_model(trained, tmp_path, lines, recordings=trained[2], config=CONFIG)
     assert fit.fit_dir == str(tmp_path / "fit.1") and fit.paths[0] == str(tmp_path / "fit.1" / "units.csv")
     assert f"fit: {tmp_path} holds a fit written without fit_options.json; writing this one to {fit.fit_dir}" in (
         " ".join(lines)
@@ -155,22 +152,13 @@ neural_data.save_neural_data(sys.argv[1], synthetic.default_dataset(seed=0))
 
 
 def test_the_temporary_file_of_a_killed_simulate_save_is_removed_on_the_next_run(trained, tmp_path):
-    checkpoint, model, _ = trained
     target = tmp_path / "synthetic_neural_data.h5"
     killed = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(target)], cwd=REPO, check=False)
     assert killed.returncode == -9
     (leftover,) = [tmp_path / name for name in os.listdir(tmp_path) if name.startswith(".synthetic_neural_data.h5.")]
     assert not target.exists()  # the save never completed
     lines = []
-    fit = fit_checkpoint(
-        checkpoint,
-        workdir=str(tmp_path),
-        model=model,
-        input_spec=SPEC,
-        simulate=SIMULATE,
-        config=SIMULATE_CONFIG,
-        log=lines.append,
-    )
+    fit = _fit_model(trained, tmp_path, lines, simulate=SIMULATE, config=SIMULATE_CONFIG)
     assert f"note: removing {leftover}, left by an interrupted write of synthetic_neural_data.h5" in lines
     assert not leftover.exists() and fit.recordings_path == str(target) and target.exists()
     assert [name for name in os.listdir(tmp_path) if ".tmp" in name] == []

@@ -18,27 +18,30 @@ def _quiet(_):
     pass
 
 
-@pytest.fixture(scope="module")
-def simulated():
-    """240 stimuli; area V4 reads layer1 and IT layer2 of the fixed random network; 3 animals x 6 units, 10 trials, noise s.d. 6 per 10 ms bin."""
-    images, labels = synthetic.default_images(n_stimuli=240, n_categories=4, seed=0)
+def _recordings(n_stimuli, seed, with_stimuli=False, **settings):
+    """Recordings simulated from the fixed random network on `n_stimuli` images (flat time courses), and a store
+    of the network's features; `settings` go to synthetic.simulate_recordings."""
+    images, labels = synthetic.default_images(n_stimuli=n_stimuli, n_categories=4, seed=seed)
     hidden = synthetic.random_network_features(images)
     data = synthetic.simulate_recordings(
         hidden,
-        areas={"V4": "layer1", "IT": "layer2"},
-        n_animals=3,
-        units_per_animal=6,
-        n_trials=10,
-        noise_std=6.0,
         stimulus_labels=labels,
-        stimuli=images,
+        stimuli=images if with_stimuli else None,
         time_profile="flat",
-        seed=0,
+        seed=seed,
+        **settings,
     )
     store = FeatureStore(
         {k: v[:, None] for k, v in hidden.items()}, stimulus_ids=data.stimulus_ids, presentation=Presentation()
     )
     return data, store
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """240 stimuli; area V4 reads layer1 and IT layer2 of the fixed random network; 3 animals x 6 units, 10 trials, noise s.d. 6 per 10 ms bin."""
+    areas = {"V4": "layer1", "IT": "layer2"}
+    return _recordings(240, 0, True, areas=areas, n_animals=3, units_per_animal=6, n_trials=10, noise_std=6.0)
 
 
 def test_window_fit_finds_the_generating_layers_and_scores_them_near_one(simulated):
@@ -198,22 +201,9 @@ def test_mapping_options_are_checked_when_the_config_is_made():
 
 def _small(n_animals, units_per_animal, n_trials=4, seed=0):
     """Recordings of area V1 reading layer1 of the random network on 80 images, and the network's features."""
-    images, labels = synthetic.default_images(n_stimuli=80, n_categories=4, seed=seed)
-    hidden = synthetic.random_network_features(images)
-    data = synthetic.simulate_recordings(
-        hidden,
-        areas={"V1": "layer1"},
-        n_animals=n_animals,
-        units_per_animal=units_per_animal,
-        n_trials=n_trials,
-        time_profile="flat",
-        stimulus_labels=labels,
-        seed=seed,
+    return _recordings(
+        80, seed, areas={"V1": "layer1"}, n_animals=n_animals, units_per_animal=units_per_animal, n_trials=n_trials
     )
-    store = FeatureStore(
-        {k: v[:, None] for k, v in hidden.items()}, stimulus_ids=data.stimulus_ids, presentation=Presentation()
-    )
-    return data, store
 
 
 def test_too_few_source_units_for_the_inter_animal_mapping_fail_before_the_layer_fits():
@@ -238,28 +228,14 @@ def test_unscorable_units_and_areas_are_named_with_the_reason():
     """Two IT units are constant (zero variance); every V4 unit's two trials are anti-correlated (split-half
     reliability < 0), so no V4 unit has a noise-corrected score and V4 has no best layer: the summary and the log
     say why and name the units."""
-    images, labels = synthetic.default_images(n_stimuli=120, n_categories=4, seed=1)
-    hidden = synthetic.random_network_features(images)
-    data = synthetic.simulate_recordings(
-        hidden,
-        areas={"V4": "layer1", "IT": "layer2"},
-        n_animals=2,
-        units_per_animal=3,
-        n_trials=2,
-        noise_std=0.3,
-        time_profile="flat",
-        stimulus_labels=labels,
-        seed=1,
-    )
+    areas = {"V4": "layer1", "IT": "layer2"}
+    data, store = _recordings(120, 1, areas=areas, n_animals=2, units_per_animal=3, n_trials=2, noise_std=0.3)
     responses = data.responses.copy()
     it, v4 = np.flatnonzero(data.area == "IT"), np.flatnonzero(data.area == "V4")
     responses[:, it[:2]] = 3.0
     signal = np.random.default_rng(2).standard_normal((120, len(v4), responses.shape[2]))
     responses[:, v4] = np.stack([signal, -signal + 0.1 * np.random.default_rng(3).standard_normal(signal.shape)], -1)
     data = dataclasses.replace(data, responses=responses)
-    store = FeatureStore(
-        {k: v[:, None] for k, v in hidden.items()}, stimulus_ids=data.stimulus_ids, presentation=Presentation()
-    )
     lines = []
     config = run.FitConfig(mapping="ridge", n_splits=2, n_boot=4, inter_animal=False)
     summary = run.fit_recordings(store, data, config, log=lines.append).summary
