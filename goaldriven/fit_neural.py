@@ -10,9 +10,13 @@ model and gives its input normalisation (task.input_spec; a task without one, e.
 The recordings are a goaldriven neural-data file (docs/neural_data_format.md) holding the stimuli. With --simulate
 the recordings are simulated instead: noisy readouts of the named layers of this very checkpoint on scikit-learn's
 embedded digits, written to <workdir>/synthetic_neural_data.h5, so the true answer is known.
-Outputs in --workdir: features.h5 (resumable, reused when it matches), units.csv, summary.json,
-predictivity_by_layer.png, time_courses.png. This is a thin wrapper: flags -> gin -> the configured task ->
-goaldriven.neural_fits.pipeline.fit_checkpoint.fit_checkpoint (the same call a notebook makes) -> one-line errors.
+Outputs in --workdir: features.h5 (resumable; reused only for the same checkpoint content, model config, input,
+schedule, dtype and stimuli, another key goes beside it: features.<key>.h5), units.csv, summary.json,
+predictivity_by_layer.png, time_courses.png, fit_options.json. A rerun with the same options rewrites them; a fit with
+other options goes to <workdir>/fit.1/, fit.2/, ... (never overwriting an earlier fit). The fit holds the workdir's
+lock: a second process in the same workdir is refused in one line naming the first. This is a thin wrapper: flags ->
+gin -> the configured task -> goaldriven.neural_fits.pipeline.fit_checkpoint.fit_checkpoint (the same call a
+notebook makes) -> one-line errors.
 """
 
 import os
@@ -22,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ star
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
-from goaldriven import atomic_write, cli_config, distribute
+from goaldriven import atomic_write, cli_config, distribute, workdir_lock
 from goaldriven.neural_fits.mappings import MAPPINGS
 from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
@@ -34,6 +38,9 @@ _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the chec
 _GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (repeatable), as at training time.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir, its checkpoints/ folder, or a prefix.")
 _NEURAL_DATA = flags.DEFINE_string("neural_data", None, "Neural data file (.h5, docs/neural_data_format.md).")
+_EXTERNAL_STIMULI = flags.DEFINE_bool(
+    "allow_external_stimuli", False, "Follow a data file's stimuli_path out of its folder (trusted files only)."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: features, per-unit CSV, summary JSON, plots.")
 _STRATEGY = flags.DEFINE_enum("strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind.")
 _TPU = flags.DEFINE_string("tpu", None, "TPU name or address (with --strategy=tpu).")
@@ -46,6 +53,12 @@ _TRAIN_FRACTION = flags.DEFINE_float("train_fraction", 0.75, "Fraction of stimul
 _SPLITS = flags.DEFINE_integer("n_splits", 10, "Train/test splits (stratified by stimulus label when present).")
 _BOOT = flags.DEFINE_integer("n_boot", 100, "Bootstrapped split-halves of the trials.")
 _CORRECTION = flags.DEFINE_enum("noise_correction", "split_half", list(NOISE_CORRECTIONS), "Estimator.")
+_AGGREGATION = flags.DEFINE_enum(
+    "aggregation",
+    "median_of_unit_means",
+    ["median_of_unit_means", "mean_of_split_medians"],
+    "Score per layer: median over units of the unit means (thesis), or mean over splits of the median (Brain-Score).",
+)
 _SB = flags.DEFINE_bool("spearman_brown", True, "Spearman-Brown on the denominators (ch3); false: ch2 eq. 2.17.")
 _LAYERS = flags.DEFINE_list("layers", [], "Model layers to score (default: every feature the model returns).")
 _AREAS = flags.DEFINE_list("areas", [], "Areas to score (default: all).")
@@ -97,11 +110,25 @@ def _config() -> FitConfig:
         n_boot=_BOOT.value,
         noise_correction=_CORRECTION.value,
         spearman_brown=_SB.value,
+        aggregation=_AGGREGATION.value,
         layers=tuple(_LAYERS.value) or None,
         areas=tuple(_AREAS.value) or None,
         inter_animal=_INTER_ANIMAL.value,
         inter_animal_mode=_POOLING.value,
         per_animal=_PER_ANIMAL.value,
+        seed=_SEED.value,
+    )
+
+
+def _simulate_spec() -> SimulateSpec | None:
+    if not _SIMULATE.value:
+        return None
+    return SimulateSpec.from_items(
+        _SIMULATE.value,
+        n_animals=_SIM_ANIMALS.value,
+        units_per_animal=_SIM_UNITS.value,
+        n_trials=_SIM_TRIALS.value,
+        noise_std=_SIM_NOISE.value,
         seed=_SEED.value,
     )
 
@@ -116,41 +143,39 @@ def main(argv: list[str]) -> None:
             cli_config.fail(PROG, f"--{flag} is required (see --help).")
     if bool(_NEURAL_DATA.value) == bool(_SIMULATE.value):
         cli_config.fail(PROG, "pass exactly one of --neural_data=<file.h5> or --simulate=area=layer,...")
+    try:  # The options first: a bad one fails at once, before TensorFlow restores or extracts anything.
+        config = _config()
+        simulate = _simulate_spec()
+    except ValueError as e:
+        cli_config.fail(PROG, " ".join(str(e).split()))
     cli_config.parse_gin(PROG, _GIN_FILE.value, _GIN_BINDINGS.value)
     workdir = _WORKDIR.value
-    os.makedirs(workdir, exist_ok=True)
 
     def log(line: str) -> None:
         print(line, flush=True)
 
     try:
         task = cli_config.configured_task()
-        simulate = None
-        if _SIMULATE.value:
-            simulate = SimulateSpec.from_items(
-                _SIMULATE.value,
-                n_animals=_SIM_ANIMALS.value,
-                units_per_animal=_SIM_UNITS.value,
-                n_trials=_SIM_TRIALS.value,
-                noise_std=_SIM_NOISE.value,
-                seed=_SEED.value,
-            )
         fit = fit_checkpoint(
             _CHECKPOINT.value,
             workdir=workdir,
             task=task,
             recordings=_NEURAL_DATA.value or None,
             simulate=simulate,
-            config=_config(),
+            config=config,
             presentation=Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value),
             strategy=distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value),
             global_batch_size=_BATCH.value,
             features_dtype=_DTYPE.value,
+            allow_external_stimuli=_EXTERNAL_STIMULI.value,
             log=log,
         )
     except cli_config.ConfigError as e:
         cli_config.fail(PROG, str(e))
+    except workdir_lock.WorkdirBusyError as e:  # another process fits in this workdir: leave it alone
+        cli_config.fail(PROG, str(e))
     except (ValueError, FileNotFoundError, FileExistsError) as e:  # NeuralDataError is a ValueError
+        os.makedirs(workdir, exist_ok=True)
         trace_path = os.path.join(workdir, "error_traceback.txt")
         atomic_write.write_text(trace_path, traceback.format_exc())
         cli_config.fail(PROG, f"{' '.join(str(e).split())} (traceback: {trace_path})")

@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 _SCALARS = (str, int, float, bool)
 _TRIAL_POLICIES = (None, "min", "mean")
+_DUPLICATE_FIX = {  # (what the ids name, how to make them unique)
+    "stimulus_ids": (
+        "stimulus",
+        "give every stimulus (row of responses axis 0) its own id; repeated presentations of one image are trials "
+        "of one stimulus (axis 3), not extra rows.",
+    ),
+    "unit_ids": ("unit", "make the unit ids unique (e.g. prefix them with the animal) or merge the repeated units."),
+}
 
 
 def validate(data: NeuralData) -> None:
@@ -116,9 +124,9 @@ def _check_labels(name: str, values, expected: int, axis: str, unique: bool) -> 
         duplicated = names[counts > 1]
         if duplicated.size:
             shown = ", ".join(repr(str(x)) for x in duplicated[:5])
+            kind, fix = _DUPLICATE_FIX[name]
             raise NeuralDataError(
-                f"NeuralData.{name} must be unique; {duplicated.size} id(s) repeat, e.g. {shown}. Fix: make the ids "
-                f"unique (e.g. prefix unit ids with the animal) or merge the repeated entries."
+                f"NeuralData.{name} must be unique; {duplicated.size} id(s) repeat, e.g. {shown} ({kind} ids). Fix: {fix}"
             )
 
 

@@ -11,7 +11,9 @@ Stimulus images live in a .npy file or in an .h5 file's root dataset "stimuli" (
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -29,6 +31,19 @@ def open_hdf5(path: str, fix: str) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as error:
         raise NeuralDataError(f"{path} is not a readable HDF5 file ({error}). Fix: {fix}") from error
+
+
+def read_dataset(f: h5py.File, name: str, path: str, strings: bool = False) -> np.ndarray:
+    """The whole dataset `name` of the open file (decoded to str if `strings`); a NeuralDataError naming the file and
+    the dataset when HDF5 cannot read it (a corrupted or truncated chunk fails its checksum or decompression)."""
+    try:
+        return read_strings(f[name]) if strings else f[name][()]
+    except OSError as error:
+        detail = " ".join(str(error).split())
+        raise NeuralDataError(
+            f"{path}: dataset {name!r} cannot be read ({detail}); the file is damaged (a corrupted or truncated "
+            "chunk). Fix: copy or export the file again from its source."
+        ) from error
 
 
 def as_str_array(value) -> np.ndarray:
@@ -58,17 +73,34 @@ def _image_dataset(f: h5py.File, path: str) -> h5py.Dataset:
 
 
 def image_file_shape(path: str) -> tuple:
-    if path.endswith(".npy"):
-        return np.load(path, mmap_mode="r", allow_pickle=False).shape
-    with h5py.File(path, "r") as f:
-        return _image_dataset(f, path).shape
+    with _damaged_image_file(path):
+        if path.endswith(".npy"):
+            return np.load(path, mmap_mode="r", allow_pickle=False).shape
+        with h5py.File(path, "r") as f:
+            return _image_dataset(f, path).shape
 
 
 def read_image_file(path: str) -> np.ndarray:
-    if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
-    with h5py.File(path, "r") as f:
-        return _image_dataset(f, path)[()]
+    """The (n, h, w, c) images of a .npy or .h5 stimuli file; a NeuralDataError naming the file when it is damaged."""
+    with _damaged_image_file(path):
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        with h5py.File(path, "r") as f:
+            return _image_dataset(f, path)[()]
+
+
+@contextlib.contextmanager
+def _damaged_image_file(path: str) -> Iterator[None]:
+    """Turns the errors of reading a damaged .npy / .h5 stimuli file into a NeuralDataError naming the file."""
+    try:
+        yield
+    except NeuralDataError:
+        raise
+    except (OSError, ValueError, EOFError) as error:
+        raise NeuralDataError(
+            f"stimuli file {path} cannot be read ({' '.join(str(error).split())}); it is damaged or not an image "
+            "array. Fix: write it again (an (n, h, w, c) .npy array or an .h5 file with a root dataset 'stimuli')."
+        ) from error
 
 
 def decode_attr(value):

@@ -35,8 +35,8 @@ from goaldriven.neural_fits.data.hdf5_io import (
     as_str_array,
     decode_attr,
     open_hdf5,
+    read_dataset,
     read_image_file,
-    read_strings,
     read_tree,
     resolve_path,
     write_strings,
@@ -260,8 +260,12 @@ def _write_file(f: h5py.File, data: NeuralData) -> None:
     write_tree(f.create_group("attrs"), data.attrs)
 
 
-def load_neural_data(path) -> NeuralData:
-    """Read a file written by `save_neural_data` (or by hand, per docs/neural_data_format.md) and validate it."""
+def load_neural_data(path, *, allow_external_stimuli: bool = False) -> NeuralData:
+    """Read a file written by `save_neural_data` (or by hand, per docs/neural_data_format.md) and validate it.
+
+    A data file is untrusted input: its `stimuli_path` may name only a file in the data file's folder or below
+    (symbolic links resolved), unless `allow_external_stimuli` (goaldriven-fit --allow_external_stimuli).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"neural data file {path} does not exist.")
@@ -272,12 +276,7 @@ def load_neural_data(path) -> NeuralData:
                 f"{path}: root attribute 'format_version' is missing. Fix: set it to {FORMAT_VERSION} "
                 f"(see docs/neural_data_format.md)."
             )
-        version = decode_attr(version)
-        if version != FORMAT_VERSION:
-            raise NeuralDataError(
-                f"{path}: unknown format_version {version!r}; this goaldriven reads version {FORMAT_VERSION}. "
-                f"Fix: re-export the file in version {FORMAT_VERSION} or upgrade goaldriven."
-            )
+        _check_format_version(decode_attr(version), path)
         missing = [name for name in REQUIRED_DATASETS if not isinstance(f.get(name), h5py.Dataset)]
         if missing:
             raise NeuralDataError(
@@ -285,19 +284,70 @@ def load_neural_data(path) -> NeuralData:
                 f"{list(REQUIRED_DATASETS)} at the file root (see docs/neural_data_format.md)."
             )
         stimuli_path = f.attrs.get("stimuli_path")
+        if stimuli_path is not None:
+            stimuli_path = decode_attr(stimuli_path)
+            if not allow_external_stimuli:
+                _check_confined(stimuli_path, path)
         has_trials = f.attrs.get("has_trials")
+        strings = {
+            name: read_dataset(f, name, path, strings=True)
+            for name in ("stimulus_ids", "unit_ids", "animal", "area", "stimulus_labels")
+            if name in f
+        }
         return NeuralData(
-            responses=f["responses"][()],
-            stimulus_ids=read_strings(f["stimulus_ids"]),
-            unit_ids=read_strings(f["unit_ids"]),
-            animal=read_strings(f["animal"]),
-            area=read_strings(f["area"]),
-            time_bins_ms=f["time_bins_ms"][()],
+            responses=read_dataset(f, "responses", path),
+            time_bins_ms=read_dataset(f, "time_bins_ms", path),
             has_trials=None if has_trials is None else bool(has_trials),
-            stimuli=f["stimuli"][()] if "stimuli" in f else None,
-            stimuli_path=None if stimuli_path is None else decode_attr(stimuli_path),
-            stimulus_labels=read_strings(f["stimulus_labels"]) if "stimulus_labels" in f else None,
-            presentation=read_tree(f["presentation"]) if "presentation" in f else {},
-            attrs=read_tree(f["attrs"]) if "attrs" in f else {},
+            stimuli=read_dataset(f, "stimuli", path) if "stimuli" in f else None,
+            stimuli_path=stimuli_path,
+            stimulus_labels=strings.pop("stimulus_labels", None),
+            presentation=_read_group(f, "presentation", path),
+            attrs=_read_group(f, "attrs", path),
             base_dir=os.path.dirname(os.path.abspath(path)),
+            **strings,
+        )
+
+
+def _read_group(f: h5py.File, name: str, path: str) -> dict:
+    """The metadata tree of group `name` ({} when absent); a NeuralDataError naming it when a dataset is damaged."""
+    if name not in f:
+        return {}
+    try:
+        return read_tree(f[name])
+    except OSError as error:
+        raise NeuralDataError(
+            f"{path}: group {name!r} cannot be read ({' '.join(str(error).split())}); the file is damaged. Fix: copy "
+            "or export the file again from its source."
+        ) from error
+
+
+def _check_confined(stimuli_path: str, path: str) -> None:
+    """Refuses a `stimuli_path` that leads out of the data file's folder (`..`, an absolute path, a link)."""
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    resolved = os.path.realpath(resolve_path(stimuli_path, folder))
+    if os.path.commonpath([folder, resolved]) != folder:
+        raise NeuralDataError(
+            f"{path}: stimuli_path {stimuli_path!r} leads to {resolved}, outside {folder} (a data file may name "
+            "images only in its own folder or below). Fix: move the images into that folder, or, if you trust this "
+            "file, pass allow_external_stimuli=True (goaldriven-fit --allow_external_stimuli)."
+        )
+
+
+def _check_format_version(version, path: str) -> None:
+    """`format_version` must be the integer 1 (any integer type, as MATLAB and h5py write it); a string, a float or
+    a bool that looks like 1 is refused so that a hand-written file states its version exactly."""
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)):
+        kind = {str: "string", bytes: "string"}.get(type(version)) or (
+            "bool" if isinstance(version, (bool, np.bool_)) else "float" if isinstance(version, float) else None
+        )
+        shown = f"the {kind} {version!r}" if kind else f"{version!r} of type {type(version).__name__}"
+        raise NeuralDataError(
+            f"{path}: root attribute format_version is {shown}; this goaldriven reads the integer {FORMAT_VERSION}. "
+            f"Fix: write it as an integer attribute (h5py: f.attrs['format_version'] = {FORMAT_VERSION}; MATLAB: "
+            f"int32({FORMAT_VERSION}))."
+        )
+    if version != FORMAT_VERSION:
+        raise NeuralDataError(
+            f"{path}: unknown format_version {version!r}; this goaldriven reads version {FORMAT_VERSION}. "
+            f"Fix: re-export the file in version {FORMAT_VERSION} or upgrade goaldriven."
         )

@@ -14,6 +14,8 @@ machinery (GramCache / GramFeatures / GramRows and the centred products) in gram
 (TemporallyVarying / TemporallyFixed) in temporal.py.
 """
 
+import inspect
+
 from goaldriven.neural_fits.mappings.base import Mapper
 from goaldriven.neural_fits.mappings.elastic_net import ElasticNetCV
 from goaldriven.neural_fits.mappings.factored_readout import FactoredReadout
@@ -37,6 +39,25 @@ def mapping_class(name: str) -> type[Mapper]:
     return MAPPINGS[name]
 
 
+def mapping_options(name: str) -> tuple[str, ...]:
+    """The keyword options the mapping registered under `name` accepts (its constructor's arguments)."""
+    parameters = inspect.signature(mapping_class(name)).parameters.values()
+    return tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
 def make_mapping(name: str, **kwargs) -> Mapper:
-    """A fresh, unfitted mapping registered under `name` (see MAPPINGS), built with `kwargs`."""
-    return mapping_class(name)(**kwargs)
+    """A fresh, unfitted mapping registered under `name` (see MAPPINGS), built with `kwargs`.
+
+    Raises ValueError in one line naming the options `name` accepts (an unknown option), or the bad value.
+    """
+    accepted = mapping_options(name)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"mapping {name!r} does not accept option(s) {unknown}; it accepts {', '.join(accepted)} "
+            "(--mapping_options=key=value,...)."
+        )
+    try:
+        return mapping_class(name)(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"mapping {name!r} option(s) {kwargs}: {' '.join(str(error).split())}") from error

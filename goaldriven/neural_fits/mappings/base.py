@@ -10,6 +10,8 @@ tell the fit pipeline which feature views a mapping takes (pipeline/feature_stor
     needs_maps     x must be unflattened feature maps (n, [t,] h, w, c), one mapping for every time bin (the
                    factored readout); such a mapping cannot map one animal's units to another's
     costly_fit     one fit is a training run: score it with one fit per split (noise_correction="reliability")
+and `min_features` is the fewest feature columns a fit needs (PLS: its n_components), so a pipeline can refuse a too
+small source population before it starts fitting.
 """
 
 # n: stimuli, p: features, u: units, m: test stimuli
@@ -70,6 +72,7 @@ class Mapper:
     """
 
     min_samples = 2
+    min_features = 1
     accepts_gram = False
     needs_maps = False
     costly_fit = False

@@ -161,6 +161,11 @@ class PLSRegression(Mapper):
         self.n_components, self.max_iter, self.tol = int(n_components), int(max_iter), float(tol)
         self.method, self.block = method, int(block)
 
+    @property
+    def min_features(self) -> int:
+        """Components are extracted from the features: at least n_components columns (base.Mapper)."""
+        return self.n_components
+
     def _dual(self, n: int, p: int) -> bool:
         return self.method == "dual" or (self.method == "auto" and p > n)
 

@@ -13,11 +13,16 @@ the train stimuli and Corr the Pearson correlation over the test stimuli:
           / sqrt( SB(Corr(M(s_1^A; s_1^B)_test, M(s_2^A; s_2^B)_test)) x SB(Corr(s_1,test^B, s_2,test^B)) ) >
 
 < > averages over bootstrap halves x train/test splits (every split sees every bootstrap: spec ch3 ambiguity 4
-resolved as "crossed"), and over source animals in "pairwise" mode. SB(rho) = 2 rho / (1 + rho). With
+resolved as "crossed"; `per_split` keeps each split's average), and over source animals in "pairwise" mode. SB(rho) = 2 rho / (1 + rho). With
 spearman_brown=False the SB is dropped, which is the ch2 eq. 2.17 form: all three correlations are then at
 half-trial level and a perfect model (or an identical animal) scores ~1 for Gaussian noise. With SB both
 denominators are full-trial estimates while the numerator stays at half-trial level, so a perfect noise-free model
-scores ~sqrt(rho_half / SB(rho_half)) < 1 (0.87 at rho_half = 0.5): the SB form is conservative.
+scores ~sqrt(rho_half / SB(rho_half)) = sqrt((1 + rho_half) / 2) < 1 (0.87 at rho_half = 0.5): the SB form is
+conservative. It is not equally conservative for animals: the source animal's trial noise enters the mapping term,
+which is SB-corrected too, so a perfect other animal scores sqrt((1 + rho_half) / 2 x (1 + rho_src) / 2), rho_src
+being the split-half correlation of the predictions made from the source's trial halves. The fraction of the
+inter-animal consistency that a perfect model reaches is then 1 / sqrt((1 + rho_src) / 2): above 1 (115% at rho_src
+= 0.5, 103% at 0.89, at most sqrt(2)); without SB it is ~1 (tests/neural_fits/metrics/test_consistency.py).
 
 A bootstrap whose mapping or target term is <= 0 or NaN has no defined ratio and is skipped; a unit with no defined
 ratio at all gets NaN. Per unit we also return the raw held-out Pearson r of a mapping fit on the full trial
@@ -43,12 +48,15 @@ from goaldriven.neural_fits.metrics.splits import as_rng, half_means, trial_halv
 @dataclasses.dataclass(frozen=True)
 class UnitScores:
     """Per-unit scores: `noise_corrected` (the estimator), `raw` (held-out r of the trial-average fit),
-    `reliability` (split-half), each (u,) or (u, t); `animals` labels each unit's target animal (or is None)."""
+    `reliability` (split-half), each (u,) or (u, t); `animals` labels each unit's target animal (or is None);
+    `per_split` (s, u) or (s, u, t): the estimator averaged over the bootstraps of each train/test split (Brain-Score
+    aggregates the median over units of each split)."""
 
     noise_corrected: np.ndarray
     raw: np.ndarray
     reliability: np.ndarray
     animals: np.ndarray | None = None
+    per_split: np.ndarray | None = None
 
     @property
     def values(self) -> np.ndarray:
@@ -61,20 +69,27 @@ class UnitScores:
 
 
 class _Mean:
-    """Running per-unit mean that skips NaN."""
+    """Running per-unit mean that skips NaN, kept per split: `mean()` pools the splits, `per_split()` does not."""
 
-    def __init__(self, u: int):
-        self.total = np.zeros(u)
-        self.count = np.zeros(u)
+    def __init__(self, u: int, n_splits: int = 1):
+        self.total = np.zeros((n_splits, u))
+        self.count = np.zeros((n_splits, u))
 
-    def add(self, values: np.ndarray) -> None:  # (u, k)
+    def add(self, values: np.ndarray, split: int = 0) -> None:  # (u, k)
         ok = ~np.isnan(values)
-        self.total += np.where(ok, values, 0.0).sum(axis=1)
-        self.count += ok.sum(axis=1)
+        self.total[split] += np.where(ok, values, 0.0).sum(axis=1)
+        self.count[split] += ok.sum(axis=1)
 
     def mean(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, self.total / self.count, np.nan)
+        return _divide(self.total.sum(axis=0), self.count.sum(axis=0))
+
+    def per_split(self) -> np.ndarray:
+        return _divide(self.total, self.count)
+
+
+def _divide(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
 
 
 def _ratio(p1, p2, s1, s2, spearman_brown: bool) -> np.ndarray:
@@ -169,19 +184,19 @@ def model_predictivity(
     splits = _check_splits(splits, n)
     halves = trial_halves(r, n_boot, seed)
     full = trials.mean(axis=-1, dtype=np.float64)  # (n, u)
-    corrected, raw = _Mean(u), _Mean(u)
+    corrected, raw = _Mean(u, len(splits)), _Mean(u)
     for k, chunk in enumerate(_chunks(n_boot, boot_chunk)):
         s1, s2 = half_means(trials, halves[chunk])  # (n, u, b) each
         b = s1.shape[-1]
-        for train, test in splits:
+        for i, (train, test) in enumerate(splits):
             ys = _columns(s1[train]) + _columns(s2[train]) + ([full[train]] if k == 0 else [])
             preds = _fit_predict(mapper_factory, features[train], ys, features[test])
             p1, p2 = np.stack(preds[:b], axis=-1), np.stack(preds[b : 2 * b], axis=-1)
-            corrected.add(_ratio(p1, p2, s1[test], s2[test], spearman_brown))
+            corrected.add(_ratio(p1, p2, s1[test], s2[test], spearman_brown), split=i)
             if k == 0:
                 raw.add(pearson(preds[-1], full[test])[:, None])
     reliability = reliability_from_halves(trials, halves, spearman_brown=spearman_brown)
-    return UnitScores(corrected.mean(), raw.mean(), reliability)
+    return UnitScores(corrected.mean(), raw.mean(), reliability, per_split=corrected.per_split())
 
 
 def _check_animals(trials_by_animal) -> tuple[list, list]:
@@ -245,7 +260,7 @@ def inter_animal_consistency(
         )
         for tgt in range(len(data))
     }
-    corrected = {(tgt, j): _Mean(data[tgt].shape[1]) for tgt in sources for j in range(len(sources[tgt]))}
+    corrected = {(tgt, j): _Mean(data[tgt].shape[1], len(splits)) for tgt in sources for j in range(len(sources[tgt]))}
     raw = {key: _Mean(data[key[0]].shape[1]) for key in corrected}
     for k, chunk in enumerate(_chunks(n_boot, boot_chunk)):
         means = [half_means(a, h[chunk]) for a, h in zip(data, halves)]  # per animal: two (n, u_a, b)
@@ -254,23 +269,26 @@ def inter_animal_consistency(
             for j, src in enumerate(source_sets):
                 x1 = np.concatenate([means[i][0] for i in src], axis=1)  # (n, U_src, b)
                 x2 = np.concatenate([means[i][1] for i in src], axis=1)
-                for train, test in splits:
+                for i, (train, test) in enumerate(splits):
                     p1 = _fit_each_bootstrap(mapper_factory, x1, t1, train, test)
                     p2 = _fit_each_bootstrap(mapper_factory, x2, t2, train, test)
                     ratio = _ratio(p1, p2, t1[test], t2[test], spearman_brown)
-                    corrected[tgt, j].add(ratio)
+                    corrected[tgt, j].add(ratio, split=i)
                     if k == 0:
                         xf = np.concatenate([full[i] for i in src], axis=1)
                         pf = _fit_predict(mapper_factory, xf[train], [full[tgt][train]], xf[test])[0]
                         raw[tgt, j].add(pearson(pf, full[tgt][test])[:, None])
-    values, raws, rels, labels = [], [], [], []
+    values, raws, rels, labels, per_split = [], [], [], [], []
     for tgt, source_sets in sources.items():
         # Pairwise: average over sources (NaN-skipping); pooled has a single source set.
         values.append(_nanmean_stack([corrected[tgt, j].mean() for j in range(len(source_sets))]))
+        per_split.append(_nanmean_stack([corrected[tgt, j].per_split() for j in range(len(source_sets))]))
         raws.append(_nanmean_stack([raw[tgt, j].mean() for j in range(len(source_sets))]))
         rels.append(reliability_from_halves(data[tgt], halves[tgt], spearman_brown=spearman_brown))
         labels.append(np.array([names[tgt]] * data[tgt].shape[1], dtype=object))
-    return UnitScores(np.concatenate(values), np.concatenate(raws), np.concatenate(rels), np.concatenate(labels))
+    return UnitScores(
+        *(np.concatenate(a) for a in (values, raws, rels, labels)), per_split=np.concatenate(per_split, axis=1)
+    )
 
 
 def _fit_each_bootstrap(mapper_factory: Callable, x, y, train, test) -> np.ndarray:
@@ -283,16 +301,17 @@ def _fit_each_bootstrap(mapper_factory: Callable, x, y, train, test) -> np.ndarr
 
 
 def _nanmean_stack(arrays: list) -> np.ndarray:
-    stacked = np.stack(arrays, axis=1)  # (u, sources)
-    count = (~np.isnan(stacked)).sum(axis=1)
+    stacked = np.stack(arrays, axis=-1)  # (..., u, sources)
+    count = (~np.isnan(stacked)).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.nansum(stacked, axis=1) / count, np.nan)
+        return np.where(count > 0, np.nansum(stacked, axis=-1) / count, np.nan)
 
 
 def _stack_over_time(results: list, animals=None) -> UnitScores:
     return UnitScores(
         *(np.stack([getattr(res, f) for res in results], axis=1) for f in ("noise_corrected", "raw", "reliability")),
         animals=animals,
+        per_split=np.stack([res.per_split for res in results], axis=-1),  # (s, u, t)
     )
 
 

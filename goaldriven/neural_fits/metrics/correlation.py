@@ -8,6 +8,7 @@ layer selection), Section 4.8.3 (tanh before median / s.e.m.).
     Spearman-Brown:   SB_k(rho) = k rho / (1 + (k - 1) rho)           (k = 2: from half to all trials)
     noise-corrected:  Corr(r_hat, r) / sqrt(rho_n)                      (eq. 2.15; rho_n from reliability.py)
     summary:          median over units and s.e.m. = std(ddof=1) / sqrt(n), NaN ignored; optionally of tanh(values)
+    split medians:    Brain-Score: mean over splits of the per-split median over units, error std(ddof=0) / sqrt(s)
     best layer:       per area, the layer of maximal median over units (ties: the earliest layer)
 """
 
@@ -116,6 +117,23 @@ def summarize(values, tanh: bool = False, axis: int | None = None) -> dict:
     if median.ndim == 0:
         return {"median": float(median), "sem": float(sem), "n": int(n)}
     return {"median": median, "sem": sem, "n": n}
+
+
+def split_median_mean(per_split) -> dict:
+    """Brain-Score's aggregation of per-split scores (s, u): the median over units of each split (NaN ignored), then
+    their mean over splits; error = their std (ddof 0) / sqrt(splits). Splits without a median are left out.
+
+    Returns dict(score=..., score_error=...) (NaN when no split has a median; error NaN for one split).
+    """
+    v = np.asarray(per_split, dtype=np.float64)
+    if v.ndim != 2 or 0 in v.shape:
+        raise ValueError(f"split_median_mean needs per-split scores (splits, units); received shape {v.shape}.")
+    medians = _nanmedian(v, axis=1)
+    medians = medians[np.isfinite(medians)]
+    if not medians.size:
+        return {"score": float("nan"), "score_error": float("nan")}
+    error = float(medians.std() / np.sqrt(medians.size)) if medians.size > 1 else float("nan")
+    return {"score": float(medians.mean()), "score_error": error}
 
 
 def _nanmedian(v: np.ndarray, axis: int) -> np.ndarray:

@@ -6,30 +6,23 @@ time and are stored with a single time step, which stands for every bin.
 
 Extraction runs batch by batch under any tf.distribute strategy (the global batch is split across replicas and the
 outputs gathered), so memory holds one batch of features. With `out_path` the features stream into an HDF5 file
-(layout in feature_store.py), and this module is the one owner of that file as a cache:
-  - it is written as `<out_path>.partial` and renamed when complete; an interrupted extraction resumes from the last
-    written batch when rerun with the same stimuli, layers, schedule and checkpoint (their `signature`);
-  - a complete file with the same signature is reused as it is; one with another signature is refused
-    (on_mismatch="refuse", the default: features are never overwritten) or extracted again (on_mismatch="extract").
+(layout in feature_store.py) that is a cache, owned by feature_cache.py: it is keyed on the checkpoint's content, the
+model's config, the stimulus transform, the schedule, the dtype, the layers and the stimuli; a matching file at or
+beside `out_path` is reused, an interrupted one resumed, and another key's features are never overwritten.
 """
 
 # n: stimuli, b: batch, t: time steps, h/w: space, c: channels
-import dataclasses
-import hashlib
-import os
 import time
 from typing import Any, Callable, Sequence
 
-import h5py
 import keras
 import numpy as np
 import tensorflow as tf
 
 from goaldriven import runtime
-from goaldriven.neural_fits.pipeline.feature_store import FORMAT_VERSION, FeatureStore
+from goaldriven.neural_fits.pipeline import feature_cache
+from goaldriven.neural_fits.pipeline.feature_store import FeatureStore
 from goaldriven.neural_fits.pipeline.stimuli import Presentation, check_stimuli
-
-ON_MISMATCH = ("refuse", "extract")
 
 
 def is_recurrent(model) -> bool:
@@ -62,11 +55,6 @@ def model_features(model, images, *, layers: Sequence[str], presentation: Presen
     return {name: tf.cast(features[name], tf.float32)[:, None] for name in layers}
 
 
-def _signature(layers, presentation, stimulus_ids, checkpoint) -> str:
-    digest = hashlib.sha1("\n".join(np.asarray(stimulus_ids).astype(str)).encode()).hexdigest()
-    return repr((tuple(layers), dataclasses.astuple(presentation), digest, str(checkpoint)))
-
-
 def extract_features(
     model: keras.Model,
     stimuli,
@@ -85,9 +73,10 @@ def extract_features(
 ) -> FeatureStore:
     """Runs `model` over `stimuli` (pixels; an array or an h5py dataset) batch by batch and collects `layers`.
 
-    Returns a FeatureStore in memory (out_path None) or backed by the HDF5 file at `out_path` (streamed, resumable;
-    an existing file is reused or refused as the module docstring says). `checkpoint` names the weights (it is part
-    of the file's signature).
+    Returns a FeatureStore in memory (out_path None) or backed by an HDF5 cache file at or beside `out_path`
+    (streamed, resumable, reused when its key matches; `store.path` says which file). `checkpoint` is the prefix the
+    weights were restored from: its step and file contents are part of the key. on_mismatch: when `out_path` holds
+    features of another key, "refuse" (FileExistsError) or "extract" into a file beside it (feature_cache.py).
     """
     check_stimuli(stimuli)
     n = int(stimuli.shape[0])
@@ -95,8 +84,8 @@ def extract_features(
     presentation = presentation or Presentation()
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16'. Received: {dtype!r}")
-    if on_mismatch not in ON_MISMATCH:
-        raise ValueError(f"on_mismatch must be one of {ON_MISMATCH}. Received: {on_mismatch!r}")
+    if on_mismatch not in feature_cache.ON_MISMATCH:
+        raise ValueError(f"on_mismatch must be one of {feature_cache.ON_MISMATCH}. Received: {on_mismatch!r}")
     if global_batch_size % strategy.num_replicas_in_sync:
         raise ValueError(
             f"global_batch_size={global_batch_size} is not divisible by the {strategy.num_replicas_in_sync} replicas."
@@ -112,12 +101,34 @@ def extract_features(
             for k, v in model_features(model, probe, layers=names, presentation=presentation).items()
         }
 
-    signature = _signature(names, presentation, ids, checkpoint)
-    if out_path is not None and os.path.exists(out_path):
-        cached = _cached(out_path, signature, on_mismatch, log)
-        if cached is not None:
-            return cached
-    sink, start, f = _open_sink(out_path, n, names, shapes, dtype, presentation, ids, checkpoint, signature, model, log)
+    if out_path is None:
+        sink, start, slot = {k: np.zeros((n, *shapes[k]), dtype) for k in names}, 0, None
+    else:
+        parts = feature_cache.key_parts(
+            checkpoint=checkpoint,
+            model=model,
+            transform=transform,
+            presentation=presentation,
+            dtype=dtype,
+            layers=names,
+            stimuli=stimuli,
+            ids=ids,
+        )
+        slot = feature_cache.open_slot(
+            out_path,
+            parts,
+            shapes=shapes,
+            dtype=dtype,
+            presentation=presentation,
+            ids=ids,
+            model_name=str(getattr(model, "name", type(model).__name__)),
+            checkpoint=checkpoint,
+            on_mismatch=on_mismatch,
+            log=log,
+        )
+        if slot.store is not None:
+            return slot.store
+        sink, start = {k: slot.file["features"][k] for k in names}, slot.start
 
     def per_replica(pixels):
         return model_features(model, transform(pixels), layers=names, presentation=presentation)
@@ -140,69 +151,14 @@ def extract_features(
         for name in names:
             sink[name][i : i + rows] = out[name][:rows].astype(dtype)
         done = i + rows
-        if f is not None:
-            f.attrs["rows_written"] = done
-            f.flush()
+        if slot is not None:
+            slot.file.attrs["rows_written"] = done
+            slot.file.flush()
         now = time.time()
         if now - last_log < 10 and done < n:
             continue
         last_log, rate = now, (done - start) / max(now - began, 1e-9)
         log(f"features: {done}/{n} stimuli ({rate:.1f}/s, {(n - done) / max(rate, 1e-9):.0f} s left)")
-    if f is None:
+    if slot is None:
         return FeatureStore(sink, stimulus_ids=ids, presentation=presentation, attrs={"checkpoint": checkpoint})
-    f.attrs["complete"] = True
-    f.close()
-    os.replace(out_path + ".partial", out_path)
-    return FeatureStore.open(out_path)
-
-
-def _cached(path: str, signature: str, on_mismatch: str, log) -> FeatureStore | None:
-    """The complete feature file at `path` when its signature matches; None when it was removed to extract again."""
-    store = FeatureStore.open(path)
-    if store.attrs.get("signature") == signature:
-        log(f"features: reusing {path}")
-        return store
-    store.close()
-    if on_mismatch == "refuse":
-        raise FileExistsError(
-            f"{path} holds features of another checkpoint, stimulus set, layer list or presentation (features are "
-            "never overwritten); use a new --workdir (out_path), or on_mismatch='extract' to extract them again."
-        )
-    log(f"features: {path} holds features of another checkpoint/stimuli/layers/schedule; extracting again")
-    os.remove(path)
-    return None
-
-
-def _open_sink(out_path, n, names, shapes, dtype, presentation, ids, checkpoint, signature, model, log):
-    """Arrays to write into (in memory, or the datasets of the partial HDF5 file) and the first row still to do."""
-    if out_path is None:
-        return {k: np.zeros((n, *shapes[k]), dtype) for k in names}, 0, None
-    partial = out_path + ".partial"
-    if os.path.exists(partial):
-        f = h5py.File(partial, "a")
-        if f.attrs.get("signature") == signature:
-            start = int(f.attrs["rows_written"])
-            log(f"features: resuming {partial} at stimulus {start}/{n}")
-            return {k: f["features"][k] for k in names}, start, f
-        f.close()
-        log(f"features: {partial} was written for other stimuli/layers/schedule/checkpoint; starting over")
-        os.remove(partial)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    f = h5py.File(partial, "w")
-    group = f.create_group("features")
-    for k in names:
-        group.create_dataset(k, shape=(n, *shapes[k]), dtype=dtype, chunks=(1, *shapes[k]))
-    f.create_dataset("stimulus_ids", data=ids.astype(object), dtype=h5py.string_dtype())
-    f.attrs.update(
-        format_version=FORMAT_VERSION,
-        layers=list(names),
-        times=presentation.times,
-        image_on=presentation.image_on,
-        step_ms=presentation.step_ms,
-        model=str(getattr(model, "name", type(model).__name__)),
-        checkpoint=str(checkpoint),
-        signature=signature,
-        rows_written=0,
-        complete=False,
-    )
-    return {k: group[k] for k in names}, 0, f
+    return slot.finish()

@@ -4,7 +4,8 @@ A layer is stored as (n, t, ...): n stimuli, t model steps (1 for a feedforward 
 then the layer's own axes, e.g. (h, w, c). The file written by extraction.py:
   /features/<layer>   (n, t, ...) float32 or float16, one chunk per stimulus
   /stimulus_ids       (n,) str
-  attrs: format_version, layers, times, image_on, step_ms, model, checkpoint, signature, rows_written, complete
+  attrs: format_version, layers, times, image_on, step_ms, model, checkpoint, cache_key, cache_key_parts (the JSON
+         of what the key digests: feature_cache.py), rows_written, complete
 
 `store.layer(name)` is a LayerFeatures view; nothing is read until one of its methods asks. `steps` are model steps
 (`steps_at` turns time-bin starts in ms into them):
@@ -155,6 +156,7 @@ class FeatureStore:
         self.presentation = presentation
         self.attrs = dict(attrs or {})
         self._file = file
+        self.path = None if file is None else file.filename  # the HDF5 file of a file-backed store
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -182,14 +184,27 @@ class FeatureStore:
             partial = path + ".partial"
             hint = f" (an interrupted extraction left {partial}; rerun it to finish)" if os.path.exists(partial) else ""
             raise FileNotFoundError(f"no feature file {path}{hint}.")
-        f = h5py.File(path, "r")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as error:
+            raise ValueError(
+                f"{path} cannot be read as a feature file ({' '.join(str(error).split())}): it is truncated or damaged. "
+                "Fix: delete it and extract again (goaldriven-fit moves a damaged cache aside by itself)."
+            ) from error
         if not f.attrs.get("complete", False):
             f.close()
             raise ValueError(f"{path} is an incomplete feature file; rerun the extraction that wrote it.")
-        presentation = Presentation(
-            times=int(f.attrs["times"]), image_on=int(f.attrs["image_on"]), step_ms=float(f.attrs["step_ms"])
-        )
-        arrays = {name: f["features"][name] for name in f.attrs["layers"]}
-        ids = f["stimulus_ids"].asstr()[...]
-        attrs = {k: f.attrs[k] for k in ("model", "checkpoint", "signature") if k in f.attrs}
+        try:
+            presentation = Presentation(
+                times=int(f.attrs["times"]), image_on=int(f.attrs["image_on"]), step_ms=float(f.attrs["step_ms"])
+            )
+            arrays = {name: f["features"][name] for name in f.attrs["layers"]}
+            ids = f["stimulus_ids"].asstr()[...]
+        except (KeyError, OSError) as error:
+            f.close()
+            raise ValueError(
+                f"{path} is not a readable feature file ({type(error).__name__}: {' '.join(str(error).split())}). "
+                "Fix: delete it and extract again."
+            ) from error
+        attrs = {k: f.attrs[k] for k in ("model", "checkpoint", "cache_key") if k in f.attrs}
         return cls(arrays, stimulus_ids=ids, presentation=presentation, attrs=attrs, file=f)

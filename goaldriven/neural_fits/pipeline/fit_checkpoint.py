@@ -8,10 +8,15 @@
                          config=FitConfig(n_splits=3, n_boot=20))
     fit.result.summary["best_layer"], fit.paths
 
-Files in `workdir`: features.h5 (the feature cache: reused when it matches, see extraction.py), units.csv,
-summary.json, predictivity_by_layer.png, time_courses.png (time-resolved fits) and, with `simulate`,
-synthetic_neural_data.h5 (simulate_from_model.py: SimulateSpec says what to simulate). Problems raise ValueError / FileNotFoundError / FileExistsError
-(NeuralDataError for a broken data file) with a one-line message naming the fix.
+Files in `workdir`: features.h5 (the feature cache, keyed on the checkpoint's content, the model's config, the input,
+the schedule, the dtype and the stimuli: another key's features go into a file beside it; feature_cache.py), and the
+reports: units.csv, summary.json, predictivity_by_layer.png, time_courses.png (time-resolved fits), fit_options.json
+(what identifies the fit) and, with `simulate`, synthetic_neural_data.h5 (simulate_from_model.py). A rerun with the
+same options rewrites the same reports; a fit with other options writes its reports to fit.1/, fit.2/, ... beside
+the earlier ones, which are never overwritten (fit_workdir.py). The whole fit holds the workdir's lock
+(goaldriven.workdir_lock): a second process is refused with workdir_lock.WorkdirBusyError naming the first.
+Problems raise ValueError / FileNotFoundError / FileExistsError (NeuralDataError for a broken data file) with a
+one-line message naming the fix.
 """
 
 import dataclasses
@@ -21,9 +26,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from goaldriven import checkpointing
+from goaldriven import checkpointing, workdir_lock
 from goaldriven.neural_fits.data.neural_data import NeuralData, load_neural_data
-from goaldriven.neural_fits.pipeline import report, simulate_from_model
+from goaldriven.neural_fits.pipeline import fit_workdir, report, simulate_from_model
 from goaldriven.neural_fits.pipeline.extraction import extract_features
 from goaldriven.neural_fits.pipeline.fitting import FitConfig, FitResult, fit_recordings
 from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
@@ -39,9 +44,10 @@ class CheckpointFit:
 
     result: FitResult
     paths: list[str]  # report files: units.csv, summary.json, predictivity_by_layer.png[, time_courses.png]
-    features_path: str
+    features_path: str  # the feature cache used: features.h5, or the file beside it of another key
     recordings_path: str | None  # the data file read or simulated (None for a NeuralData passed in)
     checkpoint: str  # the restored checkpoint prefix
+    fit_dir: str  # the folder of the reports: the workdir, or fit.N/ beside an earlier fit with other options
 
 
 def fit_checkpoint(
@@ -58,7 +64,8 @@ def fit_checkpoint(
     strategy: tf.distribute.Strategy | None = None,
     global_batch_size: int = 64,
     features_dtype: str = "float32",
-    on_mismatch: str = "refuse",
+    on_mismatch: str = "extract",
+    allow_external_stimuli: bool = False,
     log: Callable[[str], None] = print,
 ) -> CheckpointFit:
     """Scores the checkpoint at `checkpoint` (a training workdir, its checkpoints/ folder or a prefix) against neural
@@ -71,7 +78,9 @@ def fit_checkpoint(
         config: what to fit and how it is scored (FitConfig()); presentation: a ConvRNN's schedule (Presentation()).
         strategy: the tf.distribute strategy of the extraction (default: the current one).
         global_batch_size, features_dtype: stimuli per extraction batch, stored feature precision.
-        on_mismatch: an existing features.h5 of other features: "refuse" (FileExistsError) or "extract" again.
+        on_mismatch: a features.h5 of other features (another checkpoint content, model config, input, schedule,
+            dtype or stimuli: feature_cache.py): "extract" them into a file beside it (it is kept) or "refuse".
+        allow_external_stimuli: let the data file's stimuli_path lead out of its folder (load_neural_data).
         log: called with one line per step of progress.
     """
     if (recordings is None) == (simulate is None):
@@ -80,42 +89,57 @@ def fit_checkpoint(
     model, transform = _model_and_transform(task, model, input_spec, strategy)
     prefix = checkpointing.restore_model(model, checkpoint)
     log(f"restored {prefix} into {model.name} ({sum(int(np.prod(v.shape)) for v in model.variables):,} values)")
-    os.makedirs(workdir, exist_ok=True)
+    config = config or FitConfig()
     recordings_path = None
     if simulate is not None:
         stimuli, ids = simulate_from_model.digits_stimuli()[0], simulate_from_model.digit_ids()
     else:
         if not isinstance(recordings, NeuralData):
-            recordings_path, recordings = os.fspath(recordings), load_neural_data(recordings)
+            recordings_path = os.fspath(recordings)
+            recordings = load_neural_data(recordings_path, allow_external_stimuli=allow_external_stimuli)
         log(recordings.summary())
         stimuli, ids = recordings.load_stimuli(), recordings.stimulus_ids
         if stimuli is None:
             where = recordings_path or "the recordings"
             raise ValueError(f"{where} holds no stimuli (pixels or stimuli_path): add them to score a model.")
-    store = extract_features(
-        model,
-        stimuli,
-        transform=transform,
-        presentation=presentation or Presentation(),
-        global_batch_size=global_batch_size,
-        strategy=strategy,
-        stimulus_ids=ids,
-        out_path=os.path.join(workdir, FEATURES_FILE),
-        dtype=features_dtype,
-        checkpoint=prefix,
-        on_mismatch=on_mismatch,
-        log=log,
-    )
-    try:
-        if simulate is not None:
-            recordings_path = os.path.join(workdir, SIMULATED_FILE)
-            recordings = simulate_from_model.simulate(store, simulate, path=recordings_path, log=log)
-            log(recordings.summary())
-        result = fit_recordings(store, recordings, config or FitConfig(), log=log)
-    finally:
-        store.close()
-    paths = report.write_all(result, workdir)
-    return CheckpointFit(result, paths, os.path.join(workdir, FEATURES_FILE), recordings_path, prefix)
+    with workdir_lock.hold(workdir, "fit", log):  # one process per workdir, from the first file written to the last
+        store = extract_features(
+            model,
+            stimuli,
+            transform=transform,
+            presentation=presentation or Presentation(),
+            global_batch_size=global_batch_size,
+            strategy=strategy,
+            stimulus_ids=ids,
+            out_path=os.path.join(workdir, FEATURES_FILE),
+            dtype=features_dtype,
+            checkpoint=prefix,
+            on_mismatch=on_mismatch,
+            log=log,
+        )
+        features_path = store.path
+        try:
+            options = fit_workdir.fit_options(
+                features_key=str(store.attrs["cache_key"]),
+                recordings=recordings,
+                recordings_path=recordings_path,
+                simulate=simulate,
+                config=config,
+            )
+            fit_dir = fit_workdir.claim(workdir, options, log)
+            fit_workdir.remove_interrupted_writes(workdir, log)
+            if fit_dir != workdir:
+                fit_workdir.remove_interrupted_writes(fit_dir, log)
+            if simulate is not None:
+                recordings_path = os.path.join(fit_dir, SIMULATED_FILE)
+                recordings = simulate_from_model.simulate(store, simulate, path=recordings_path, log=log)
+                log(recordings.summary())
+            result = fit_recordings(store, recordings, config, log=log)
+        finally:
+            store.close()
+        result.summary["fit_options"] = options
+        paths = report.write_all(result, fit_dir)
+    return CheckpointFit(result, paths, features_path, recordings_path, prefix, fit_dir)
 
 
 def _model_and_transform(task, model, input_spec, strategy):

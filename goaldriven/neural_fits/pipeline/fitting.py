@@ -14,7 +14,8 @@ Noise correction:
               affordable choice for the trained factored readout).
 Targets: one mapping per area (the units of all its animals, as the thesis' chapter 2 fits of the pooled V4/IT
 arrays), or with `per_animal` one per animal and area (chapter 3, eq. A2.6: "fit separately to each target animal").
-Layer selection per area: the layer of maximal median noise-corrected score (ch3 A2.6; ties: the earliest layer).
+Layer selection per area: the layer of maximal median noise-corrected score (ch3 A2.6; ties: the earliest layer), or
+with aggregation="mean_of_split_medians" of maximal mean over splits of the per-split median (Brain-Score; summary.py).
 Inter-animal consistency (window and varying modes): pooled source by default (ch3 A2.4), with the same mapping.
 """
 
@@ -29,9 +30,10 @@ from goaldriven.neural_fits import mappings
 from goaldriven.neural_fits.data.neural_data import NeuralData
 from goaldriven.neural_fits.mappings.temporal import TemporallyFixed
 from goaldriven.neural_fits.metrics import consistency
-from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson, select_layers, summarize
+from goaldriven.neural_fits.metrics.correlation import noise_corrected, pearson, summarize
 from goaldriven.neural_fits.metrics.reliability import split_half_reliability
 from goaldriven.neural_fits.metrics.splits import stimulus_splits
+from goaldriven.neural_fits.pipeline import recording_checks, summary
 from goaldriven.neural_fits.pipeline.feature_store import MAX_FEATURE_BYTES, FeatureStore
 
 TEMPORAL_MODES = ("window", "varying", "fixed")
@@ -52,6 +54,7 @@ class FitConfig:
     n_boot: int = 100
     noise_correction: str = "split_half"
     spearman_brown: bool = True
+    aggregation: str = "median_of_unit_means"  # or "mean_of_split_medians" (Brain-Score); summary.AGGREGATIONS
     layers: tuple[str, ...] | None = None
     areas: tuple[str, ...] | None = None
     inter_animal: bool = True
@@ -68,7 +71,12 @@ class FitConfig:
             raise ValueError(
                 f"noise_correction must be one of {NOISE_CORRECTIONS}. Received: {self.noise_correction!r}"
             )
+        if self.aggregation not in summary.AGGREGATIONS:
+            raise ValueError(
+                f"aggregation must be one of {tuple(summary.AGGREGATIONS)}. Received: {self.aggregation!r}"
+            )
         mapping = mappings.mapping_class(self.mapping)
+        mappings.make_mapping(self.mapping, **self.mapping_kwargs)  # unknown options and bad values fail here
         if self.temporal == "fixed" and self.noise_correction == "split_half":
             raise ValueError("temporal='fixed' scores with noise_correction='reliability' (one fit per split).")
         if mapping.costly_fit and self.noise_correction == "split_half":
@@ -134,10 +142,18 @@ def fit_recordings(
     groups = data.stimulus_labels if config.stratify and data.stimulus_labels is not None else None
     splits = stimulus_splits(len(data.stimulus_ids), config.train_fraction, config.n_splits, config.seed, groups)
     times = _time_points(data, config)
+    row_times = times if config.temporal != "fixed" else _per_bin(data, times[0][1])  # the time labels of the rows
+    constant = recording_checks.constant_units(data, areas, [(label, bins) for label, bins, _ in row_times])
+    if config.inter_animal:
+        name, options = _inter_animal_mapping(config)
+        recording_checks.check_inter_animal_sources(
+            data, areas, name, options, config.inter_animal_mode, user_options=name == config.mapping
+        )
     targets = _target_groups(data, areas, config.per_animal)
     mapping = mappings.mapping_class(config.mapping)
     over_time = config.temporal == "fixed"  # one mapping shared by the bins: features per step
     rows: list[dict[str, Any]] = []
+    split_scores: dict[tuple[str, str, str], list[np.ndarray]] = {}  # (area, layer, time): per target group (s, u)
     began, total, done = time.time(), len(layers) * len(targets) * len(times), 0
     for layer in layers:
         features = store.layer(layer, max_bytes=config.max_feature_bytes)
@@ -149,6 +165,10 @@ def fit_recordings(
                     values = _score_fixed(x, mapping, data, units, bins, splits, config)
                 else:
                     values = _score(x, data.responses[:, units][:, :, bins].mean(axis=2), splits, config)
+                per_split = values.pop("per_split")  # (s, u) or, fixed in time, (s, u, t)
+                for k, key_time in enumerate([label] if per_split.ndim == 2 else _bin_labels(data, bins)):
+                    scores = per_split if per_split.ndim == 2 else per_split[:, :, k]
+                    split_scores.setdefault((area, layer, key_time), []).append(scores)
                 for i, unit in enumerate(units):
                     for key_time, v in _per_time(values, i, label, data, bins, config):
                         rows.append(
@@ -165,11 +185,16 @@ def fit_recordings(
                 elapsed = time.time() - began
                 log(
                     f"fit {done}/{total}: layer {layer}, area {area} ({len(units)} units), {label}: median "
-                    f"noise-corrected {np.nanmedian(values['noise_corrected']):.3f} "
+                    f"noise-corrected {summarize(values['noise_corrected'])['median']:.3f} "
                     f"[{elapsed:.0f} s, ~{elapsed / done * (total - done):.0f} s left]"
                 )
-    inter_animal = _inter_animal(data, areas, times, splits, config, log) if config.inter_animal else {}
-    return FitResult(rows=rows, summary=_summarize(rows, layers, areas, inter_animal, config))
+    inter_animal = _inter_animal(data, areas, row_times, splits, config, log) if config.inter_animal else {}
+    result = summary.summarize_fit(
+        rows, layers, areas, inter_animal, config, constant=constant, split_scores=split_scores
+    )
+    for line in summary.unscored_lines(result):
+        log(line)
+    return FitResult(rows=rows, summary=result)
 
 
 def _target_groups(data: NeuralData, areas: Sequence[str], per_animal: bool) -> list[tuple[str, np.ndarray]]:
@@ -205,14 +230,26 @@ def _score(x: np.ndarray, trials: np.ndarray, splits, config: FitConfig) -> dict
         result = consistency.model_predictivity(
             x, trials, factory, splits, n_boot=config.n_boot, seed=config.seed, spearman_brown=config.spearman_brown
         )
-        return {"noise_corrected": result.noise_corrected, "raw": result.raw, "reliability": result.reliability}
+        return {
+            "noise_corrected": result.noise_corrected,
+            "raw": result.raw,
+            "reliability": result.reliability,
+            "per_split": result.per_split,
+        }
     mean = trials.mean(axis=-1)  # (n, u)
-    raw = np.nanmean(
-        [pearson(factory().fit_predict_many(x[tr], [mean[tr]], x[te])[0], mean[te]) for tr, te in splits],
-        axis=0,
-    )
-    reliability = split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)
-    return {"noise_corrected": noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
+    raws = np.array([pearson(factory().fit_predict_many(x[tr], [mean[tr]], x[te])[0], mean[te]) for tr, te in splits])
+    return _corrected(raws, split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed))
+
+
+def _corrected(raws: np.ndarray, reliability: np.ndarray) -> dict[str, np.ndarray]:
+    """Eq. 2.15 from per-split raw r (s, u[, t]): the noise-corrected mean over splits, and per split."""
+    raw = np.nanmean(raws, axis=0)
+    return {
+        "noise_corrected": noise_corrected(raw, reliability),
+        "raw": raw,
+        "reliability": reliability,
+        "per_split": noise_corrected(raws, reliability[None]),
+    }
 
 
 def _score_fixed(x, mapping, data, units, bins, splits, config) -> dict[str, np.ndarray]:
@@ -226,30 +263,37 @@ def _score_fixed(x, mapping, data, units, bins, splits, config) -> dict[str, np.
         mapper = factory() if mapping.needs_maps else TemporallyFixed(factory)  # a maps mapping is fixed in time
         pred = mapper.fit(x[tr], mean[tr]).predict(x[te])  # (n_te, u, t)
         raws.append(np.stack([pearson(pred[:, :, k], mean[te][:, :, k]) for k in range(len(bins))], axis=1))
-    raw = np.nanmean(raws, axis=0)  # (u, t)
     reliability = split_half_reliability(trials, n_boot=config.n_boot, seed=config.seed)  # (u, t)
-    return {"noise_corrected": noise_corrected(raw, reliability), "raw": raw, "reliability": reliability}
+    return _corrected(np.array(raws), reliability)  # (s, u, t) per split
 
 
 def _per_time(values, i, label, data, bins, config):
     if config.temporal != "fixed":
         yield label, {k: float(v[i]) for k, v in values.items()}
         return
-    for k, b in enumerate(bins):
-        yield f"{data.time_bins_ms[b, 0]:g} ms", {key: float(v[i, k]) for key, v in values.items()}
+    for k, label in enumerate(_bin_labels(data, bins)):
+        yield label, {key: float(v[i, k]) for key, v in values.items()}
+
+
+def _inter_animal_mapping(config: FitConfig) -> tuple[str, dict]:
+    """The mapping (name, options) of the inter-animal step: the fit's own, or PLS for a maps mapping (which cannot
+    map units to units)."""
+    if mappings.mapping_class(config.mapping).needs_maps:
+        return "pls", {}
+    return config.mapping, dict(config.mapping_kwargs)
 
 
 def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(area, time label): {"unit_ids": ..., "values": per-unit consistency}} from the recordings alone."""
+    """{(area, time label): {"values": per-unit consistency}} from the recordings alone, at the rows' time points."""
     out = {}
-    needs_maps = mappings.mapping_class(config.mapping).needs_maps  # it cannot map units to units: PLS instead
-    factory = (lambda: mappings.make_mapping("pls")) if needs_maps else _mapper_factory(config)
+    name, options = _inter_animal_mapping(config)
+    factory = lambda: mappings.make_mapping(name, **options)  # noqa: E731
     for area in areas:
         animals = sorted(set(data.animal[data.area == area]))
         if len(animals) < 2:
             log(f"inter-animal consistency: area {area} has {len(animals)} animal(s); needs >= 2, skipped")
             continue
-        for label, bins, _ in times if config.temporal != "fixed" else _per_bin(data, times[0][1]):
+        for label, bins, _ in times:
             by_animal = {}
             for animal in animals:
                 units = np.flatnonzero((data.area == area) & (data.animal == animal))
@@ -263,60 +307,18 @@ def _inter_animal(data, areas, times, splits, config, log) -> dict[tuple[str, st
                 mode=config.inter_animal_mode,
                 spearman_brown=config.spearman_brown,
             )
-            out[(area, label)] = {"values": np.asarray(result.values, float)}
+            out[(area, label)] = {"values": np.asarray(result.values, float), "per_split": result.per_split}
             log(
                 f"inter-animal consistency ({config.inter_animal_mode}): area {area}, {label}: median "
-                f"{np.nanmedian(result.values):.3f} over {len(result.values)} units of {len(animals)} animals"
+                f"{summarize(result.values)['median']:.3f} over {len(result.values)} units of {len(animals)} animals"
             )
     return out
 
 
+def _bin_labels(data, bins) -> list[str]:
+    return [f"{data.time_bins_ms[b, 0]:g} ms" for b in bins]
+
+
 def _per_bin(data, bins):
     """A temporally fixed fit's bins as separate time points (the animals are compared bin by bin)."""
-    return [(f"{data.time_bins_ms[b, 0]:g} ms", [b], [b]) for b in bins]
-
-
-def _summarize(rows, layers, areas, inter_animal, config) -> dict[str, Any]:
-    """Median and s.e.m. per area, layer and time; the best layer per area; fractions of inter-animal consistency."""
-    table: dict[str, Any] = {}
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    time_labels = list(dict.fromkeys(row["time"] for row in rows))
-    for area in areas:
-        table[area] = {}
-        for layer in layers:
-            per_time = {}
-            for label in time_labels:
-                values = np.array(
-                    [
-                        r["noise_corrected"]
-                        for r in rows
-                        if r["area"] == area and r["layer"] == layer and r["time"] == label
-                    ]
-                )
-                raw = np.array(
-                    [r["raw"] for r in rows if r["area"] == area and r["layer"] == layer and r["time"] == label]
-                )
-                per_time[label] = {"noise_corrected": summarize(values), "raw": summarize(raw)}
-            table[area][layer] = per_time
-            overall = np.array([r["noise_corrected"] for r in rows if r["area"] == area and r["layer"] == layer])
-            scores.setdefault(layer, {})[area] = overall
-    best_layers, _ = select_layers(scores)
-    summary: dict[str, Any] = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()},
-        "areas": table,
-        "best_layer": best_layers,
-        "inter_animal_consistency": {},
-    }
-    for (area, label), entry in inter_animal.items():
-        stats = summarize(entry["values"])
-        best_layer = best_layers.get(area)
-        model = table[area][best_layer][label]["noise_corrected"] if best_layer in table[area] else None
-        fraction = None
-        if model is not None and stats["median"] and np.isfinite(stats["median"]):
-            fraction = float(model["median"] / stats["median"])
-        summary["inter_animal_consistency"].setdefault(area, {})[label] = {
-            **stats,
-            "best_layer": best_layer,
-            "fraction_of_inter_animal": fraction,
-        }
-    return summary
+    return [(label, [b], [b]) for label, b in zip(_bin_labels(data, bins), bins)]

@@ -3,10 +3,11 @@
   units.csv                     one row per unit x layer x time: unit_id, animal, area, layer, time, noise_corrected,
                                 raw (held-out Pearson r), reliability (Spearman-Brown split-half), best_layer (0/1)
   summary.json                  per area, layer and time: median and s.e.m. over units (raw and noise-corrected);
-                                the best layer per area; inter-animal consistency and the fraction of it reached
-  predictivity_by_layer.png     median +- s.e.m. noise-corrected score per layer, one line per area (dashed: the
-                                area's inter-animal consistency)
-  time_courses.png              (time-resolved fits) median +- s.e.m. over time at each area's best layer
+                                the best layer per area; inter-animal consistency and the fraction of it reached;
+                                the units without a score and why, and why an area has no best layer (summary.py)
+  predictivity_by_layer.png     the score (median, or mean of split medians) +- its error per layer, one line per
+                                area (dashed: the area's inter-animal consistency)
+  time_courses.png              (time-resolved fits) the score +- its error over time at each area's best layer
 Every file is written atomically (goaldriven.atomic_write). Figures are drawn on matplotlib.figure.Figure objects,
 without pyplot, so importing this module chooses no matplotlib backend.
 """
@@ -49,20 +50,30 @@ def _save(figure: Figure, ax, title: str, path: str) -> None:
     atomic_write.save_figure(figure, path, dpi=120, bbox_inches="tight")
 
 
+def _score(entry: dict[str, Any]) -> tuple[float, float]:
+    """(score, error) of a summary entry (a summary written before scores existed: the median and s.e.m.)."""
+    return entry.get("score", entry["noise_corrected"]["median"]), entry.get(
+        "score_error", entry["noise_corrected"]["sem"]
+    )
+
+
 def plot_by_layer(summary: dict[str, Any], path: str) -> None:
     """Median +- s.e.m. noise-corrected score per layer (time-averaged over the fit's time points), per area."""
     fig, ax = _axes()
     for i, (area, layers) in enumerate(summary["areas"].items()):
         names = list(layers)
-        med = [np.nanmean([t["noise_corrected"]["median"] for t in layers[n].values()]) for n in names]
-        sem = [np.nanmean([t["noise_corrected"]["sem"] for t in layers[n].values()]) for n in names]
+        med = [np.nanmean([_score(t)[0] for t in layers[n].values()]) for n in names]
+        sem = [np.nanmean([_score(t)[1] for t in layers[n].values()]) for n in names]
         color = f"C{i}"
         ax.errorbar(range(len(names)), med, yerr=sem, marker="o", capsize=3, color=color, label=area)
         consistency = summary.get("inter_animal_consistency", {}).get(area)
         if consistency:
-            ax.axhline(np.nanmean([c["median"] for c in consistency.values()]), color=color, linestyle="--", lw=1)
+            ax.axhline(
+                np.nanmean([c.get("score", c["median"]) for c in consistency.values()]), color=color, ls="--", lw=1
+            )
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_ylabel("noise-corrected predictivity (median +- s.e.m.)")
+    what = {"mean_of_split_medians": "mean over splits of median"}.get(summary.get("aggregation", {}).get("name"))
+    ax.set_ylabel(f"noise-corrected predictivity ({what or 'median'} +- s.e.m.)")
     dashed = " (dashed: inter-animal consistency)" if summary.get("inter_animal_consistency") else ""
     _save(fig, ax, "model predictivity per layer" + dashed, path)
 
@@ -78,9 +89,7 @@ def plot_time_courses(summary: dict[str, Any], path: str) -> bool:
     fig, ax = _axes()
     for i, (area, layers) in enumerate(areas.items()):
         layer = summary["best_layer"].get(area, next(iter(layers)))
-        stats = [layers[layer][label]["noise_corrected"] for label in labels]
-        med = np.array([s["median"] for s in stats])
-        sem = np.array([s["sem"] for s in stats])
+        med, sem = np.array([_score(layers[layer][label]) for label in labels]).T
         ax.plot(times, med, color=f"C{i}", label=f"{area} ({layer})")
         ax.fill_between(times, med - sem, med + sem, color=f"C{i}", alpha=0.25)
     ax.set_xlabel("time bin start (ms after image onset)")

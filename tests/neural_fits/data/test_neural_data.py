@@ -303,3 +303,109 @@ def test_file_level_errors(tmp_path):
         load_neural_data(tmp_path / "text.h5")
     with pytest.raises(FileNotFoundError):
         load_neural_data(tmp_path / "absent.h5")
+
+
+def _corrupt_a_chunk(path, dataset):
+    """Overwrites 64 bytes in the middle of the first stored chunk of `dataset` (a damaged copy or disk)."""
+    with h5py.File(path, "r") as f:
+        chunk = f[dataset].id.get_chunk_info(0)
+    with open(path, "r+b") as raw:
+        raw.seek(chunk.byte_offset + chunk.size // 2)
+        raw.write(b"\xff" * 64)
+
+
+def test_a_corrupted_chunk_names_the_file_and_the_dataset(tmp_path):
+    path = str(tmp_path / "damaged.h5")
+    save_neural_data(path, make_data(responses=np.random.default_rng(1).standard_normal((5, 4, 3, 600))))
+    _corrupt_a_chunk(path, "responses")
+    with pytest.raises(NeuralDataError, match=rf"{path}: dataset 'responses' cannot be read .*damaged") as error:
+        load_neural_data(path)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "version, described",
+    [
+        ("1", "the string '1'"),
+        (1.0, "the float 1.0"),
+        (np.float32(1.0), "the float 1.0"),
+        (True, "the bool True"),
+        (2, "unknown format_version 2; this goaldriven reads version 1"),
+    ],
+)
+def test_format_version_must_be_the_integer_1(tmp_path, version, described):
+    write_minimal_file(tmp_path / "v.h5", version=version)
+    with pytest.raises(NeuralDataError, match=described) as error:
+        load_neural_data(tmp_path / "v.h5")
+    assert "integer 1" in str(error.value) or "version 1" in str(error.value)
+
+
+@pytest.mark.parametrize("version", [1, np.int32(1), np.uint8(1), np.array([1], np.int64)])
+def test_format_version_1_loads_from_any_integer_type(tmp_path, version):
+    write_minimal_file(tmp_path / "v.h5", version=version)  # MATLAB writes int32 and 1-element arrays
+    assert load_neural_data(tmp_path / "v.h5").num_units == 3
+
+
+def test_duplicate_stimulus_ids_are_named_as_stimulus_ids(tmp_path):
+    with pytest.raises(
+        NeuralDataError, match=r"stimulus_ids must be unique; 1 id.*'s1' \(stimulus ids\)\. Fix: give every stimulus"
+    ) as error:
+        make_data(stimulus_ids=["s0", "s1", "s2", "s1", "s4"])
+    assert "unit" not in str(error.value)
+    with pytest.raises(
+        NeuralDataError, match=r"unit_ids must be unique; 1 id.*'a/u0' \(unit ids\)\. Fix: make the unit ids unique"
+    ):
+        make_data(unit_ids=["a/u0", "a/u0", "b/u0", "b/u1"])
+
+
+def test_a_damaged_stimuli_file_names_the_file(tmp_path):
+    np.save(tmp_path / "images.npy", np.zeros((5, 4, 4, 3), np.uint8))
+    data = save_neural_data(tmp_path / "rec.h5", make_data(stimuli=None, stimuli_path=str(tmp_path / "images.npy")))
+    with open(tmp_path / "images.npy", "r+b") as raw:
+        raw.truncate(140)  # the 128-byte header survives, the pixels do not
+    with pytest.raises(NeuralDataError, match=r"stimuli file .*images\.npy cannot be read"):
+        load_neural_data(data).load_stimuli()
+    with open(tmp_path / "images.npy", "r+b") as raw:
+        raw.truncate(100)  # now the header is cut too: the loader's check of the image count fails
+    with pytest.raises(NeuralDataError, match=r"stimuli file .*images\.npy cannot be read"):
+        load_neural_data(data)
+
+
+def _file_naming_stimuli(folder, stimuli_path):
+    """A data file in `folder` whose root attribute stimuli_path is `stimuli_path` (written as a stranger would)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "rec.h5"
+    save_neural_data(path, make_data(), overwrite=True)
+    with h5py.File(path, "a") as f:
+        del f["stimuli"]
+        f.attrs["stimuli_path"] = stimuli_path
+    return path
+
+
+def test_stimuli_path_is_confined_to_the_data_files_folder(tmp_path):
+    images = np.zeros((5, 4, 4, 3), np.uint8)
+    (tmp_path / "elsewhere").mkdir()
+    np.save(tmp_path / "elsewhere" / "images.npy", images)
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    np.save(tmp_path / "data" / "images" / "inside.npy", images)
+    os.symlink(tmp_path / "elsewhere" / "images.npy", tmp_path / "data" / "link.npy")
+    folder = os.path.realpath(tmp_path / "data")
+    for outside in (
+        "../elsewhere/images.npy",
+        str(tmp_path / "elsewhere" / "images.npy"),
+        "link.npy",  # a link inside the folder to a file outside it
+        "../../../../../../../../etc/passwd",
+    ):
+        path = _file_naming_stimuli(tmp_path / "data", outside)
+        with pytest.raises(NeuralDataError) as error:
+            load_neural_data(path)
+        message = str(error.value)
+        assert f"stimuli_path {outside!r}" in message and f"outside {folder}" in message, message
+        assert "allow_external_stimuli=True" in message and "--allow_external_stimuli" in message
+        assert "\n" not in message
+    # The explicit opt-in follows the path; inside the folder (and below) no opt-in is needed.
+    path = _file_naming_stimuli(tmp_path / "data", "../elsewhere/images.npy")
+    assert load_neural_data(path, allow_external_stimuli=True).load_stimuli().shape == (5, 4, 4, 3)
+    for inside in ("images/inside.npy", str(tmp_path / "data" / "images" / "inside.npy")):
+        path = _file_naming_stimuli(tmp_path / "data", inside)
+        assert load_neural_data(path).load_stimuli().shape == (5, 4, 4, 3)

@@ -34,6 +34,20 @@ def _responses(features, n_units, noise_sd, n_trials, rng):
     return signal[..., None] + noise_sd * rng.normal(size=signal.shape + (n_trials,))
 
 
+def _lstsq_predict(features, train, test, y):
+    """Least squares with an intercept, fit on `train` and evaluated on `test` (the direct loops' mapping)."""
+    coef, *_ = np.linalg.lstsq(np.column_stack([features[train], np.ones(len(train))]), y[train], rcond=None)
+    return np.column_stack([features[test], np.ones(len(test))]) @ coef
+
+
+def _corr(a, b):
+    return np.corrcoef(a, b)[0, 1]
+
+
+def _sb(rho):
+    return 2 * rho / (1 + rho)
+
+
 def _animals(shared, noise_sd, trial_counts, n=240, n_units=12, p=6, seed=1):
     """Animals whose units read out the same latent features (shared) or each their own (independent)."""
     rng = np.random.default_rng(seed)
@@ -101,12 +115,9 @@ def test_model_predictivity_equals_a_direct_loop_over_splits_and_bootstraps():
     halves = trial_halves(r, n_boot, seed=5)
 
     def fit(train, test, y):
-        coef, *_ = np.linalg.lstsq(np.column_stack([features[train], np.ones(len(train))]), y[train], rcond=None)
-        return np.column_stack([features[test], np.ones(len(test))]) @ coef
+        return _lstsq_predict(features, train, test, y)
 
-    def corr(a, b):
-        return np.corrcoef(a, b)[0, 1]
-
+    corr = _corr
     for sb in (True, False):
         expected = np.zeros(u)
         for unit in range(u):
@@ -335,3 +346,79 @@ def test_select_layers_picks_the_planted_best_layer_and_breaks_ties_early():
         select_layers({})
     with pytest.raises(ValueError, match="same areas"):
         select_layers({"a": {"V1": np.ones(2)}, "b": {"LM": np.ones(2)}})
+
+
+# ------------------------------------------------------------------------- the fraction of inter-animal consistency
+def _one_signal_animals(n_animals, units, noise_sd, n, r, rng):
+    """Every unit of every animal = the same unit-variance stimulus signal f + N(0, noise_sd^2) trial noise."""
+    f = rng.standard_normal(n)
+    f = (f - f.mean()) / f.std()
+    animals = {f"a{i}": f[:, None, None] + noise_sd * rng.standard_normal((n, units, r)) for i in range(n_animals)}
+    return f, animals
+
+
+@pytest.mark.parametrize("noise_sd", [np.sqrt(5.0), np.sqrt(20.0)])
+def test_the_fraction_of_inter_animal_consistency_a_perfect_model_reaches(noise_sd):
+    """Known truth: all units carry one signal f (variance 1) plus trial noise; the model's feature IS f.
+
+    Half-trial averages (r / 2 trials) have noise variance h = 2 noise_sd^2 / r, so a target unit's half-trial
+    reliability is rho = 1 / (1 + h). The source (the other animal's U units) predicts best by their mean, whose halves
+    correlate rho_src = 1 / (1 + h / U). With Spearman-Brown on both denominator terms:
+        perfect model:   Corr(p, s_2) / sqrt(SB(1) SB(rho))                = sqrt((1 + rho) / 2)
+        perfect animal:  sqrt(rho_src rho) / sqrt(SB(rho_src) SB(rho))     = sqrt((1 + rho) / 2 (1 + rho_src) / 2)
+    so the fraction a perfect model reaches is 1 / sqrt((1 + rho_src) / 2) > 1: the source animal's trial noise
+    lowers the consistency, not the model's score. Without SB (eq. 2.17) both are ~1 and the fraction ~1.
+    """
+    n, r, units = 2000, 10, 8
+    f, animals = _one_signal_animals(2, units, noise_sd, n, r, np.random.default_rng(0))
+    splits = stimulus_splits(n, 0.5, 2, seed=0)
+    h = 2 * noise_sd**2 / r
+    rho, rho_src = 1 / (1 + h), 1 / (1 + h / units)
+    scores = {}
+    for sb in (True, False):
+        model = consistency.model_predictivity(f[:, None], animals["a0"], LstsqMapper, splits, 40, 0, spearman_brown=sb)
+        animal = consistency.inter_animal_consistency(animals, LstsqMapper, splits, 40, 0, spearman_brown=sb)
+        scores[sb] = np.median(model.noise_corrected), np.median(animal.noise_corrected)
+    model, animal = scores[True]
+    np.testing.assert_allclose(model, np.sqrt((1 + rho) / 2), atol=0.02)
+    np.testing.assert_allclose(animal, np.sqrt((1 + rho) / 2 * (1 + rho_src) / 2), atol=0.02)
+    np.testing.assert_allclose(model / animal, 1 / np.sqrt((1 + rho_src) / 2), atol=0.03)
+    assert model / animal > 1.02  # inflated: the README's "unaffected" was wrong
+    model, animal = scores[False]
+    np.testing.assert_allclose(model / animal, 1.0, atol=0.03)  # eq. 2.17: a perfect model reaches ~100%
+
+
+def test_per_split_scores_equal_a_direct_loop_over_each_splits_bootstraps():
+    """UnitScores.per_split[s, j]: unit j's estimator averaged over the bootstraps of split s (Brain-Score's
+    aggregation takes the median over units of each split, then the mean over splits)."""
+    rng = np.random.default_rng(6)
+    n, u, r, n_boot = 40, 3, 6, 5
+    features = rng.normal(size=(n, 3))
+    trials = _responses(features, u, 1.5, r, rng)
+    splits = stimulus_splits(n, 0.5, 3, seed=7)
+    halves = trial_halves(r, n_boot, seed=8)
+    expected = np.full((len(splits), u), np.nan)
+    for s, (train, test) in enumerate(splits):
+        for unit in range(u):
+            vals = []
+            for h1, h2 in halves:
+                s1, s2 = trials[:, unit, h1].mean(1), trials[:, unit, h2].mean(1)
+                p1, p2 = _lstsq_predict(features, train, test, s1), _lstsq_predict(features, train, test, s2)
+                mapping, target = _sb(_corr(p1, p2)), _sb(_corr(s1[test], s2[test]))
+                if mapping > 0 and target > 0:
+                    vals.append(_corr(p1, s2[test]) / np.sqrt(mapping * target))
+            expected[s, unit] = np.mean(vals) if vals else np.nan
+    res = consistency.model_predictivity(features, trials, LstsqMapper, splits, n_boot, seed=8, boot_chunk=2)
+    np.testing.assert_allclose(res.per_split, expected, rtol=1e-8)
+    split_list = splits
+    animals = _animals(True, 0.3, [6, 7, 6], n=120, n_units=8)  # low noise: every bootstrap has a defined ratio,
+    splits = stimulus_splits(120, 0.5, 3, seed=7)  # so the mean of the per-split means is the mean over them all
+    for mode in ("pooled", "pairwise"):
+        res = consistency.inter_animal_consistency(animals, LstsqMapper, splits, 3, seed=9, mode=mode)
+        assert res.per_split.shape == (len(splits), 24) and np.isfinite(res.per_split).all()
+        np.testing.assert_allclose(res.per_split.mean(axis=0), res.noise_corrected, rtol=1e-8)
+    over_time = consistency.model_predictivity_over_time(
+        features, np.stack([trials, trials[..., ::-1]], axis=2), LstsqMapper, split_list, n_boot, seed=8
+    )
+    assert over_time.per_split.shape == (len(split_list), u, 2)
+    np.testing.assert_allclose(over_time.per_split[:, :, 0], expected, rtol=1e-8)
