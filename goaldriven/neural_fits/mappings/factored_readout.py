@@ -14,10 +14,8 @@ Schedule (spec A-4, the thesis gives no epoch count): `epochs` (default 1000) is
 > 0 (default 0.1) a held-out fraction of the TRAINING stimuli (the first n_val of rng(seed).permutation(n)) is scored
 (eq. 2.13, no dropout, no penalties) after every epoch, training stops after `patience` (default 20) epochs without a
 lower validation loss and the best weights are restored. validation_fraction = 0 runs all epochs. At lr 1e-4 the fit
-needs O(10^4) Adam steps: on simulated data (7x7x64 features, 16 units, 1500 stimuli, 21 steps per epoch) the
-validation loss bottomed out after ~660 epochs (~14k steps) with the median test Pearson 0.683 (lr 1e-3: ~110 epochs,
-0.687; noise ceiling 0.72). At thesis scale (3456 training stimuli, 54 steps per epoch) that is ~260 epochs; pass
-learning_rate=1e-3 for quick fits.
+needs O(10^4) Adam steps (simulated 7x7x64 features, 16 units, 1500 stimuli: ~660 epochs, median test r 0.683; lr
+1e-3: ~110 epochs, 0.687; noise ceiling 0.72): ~260 epochs at thesis scale; learning_rate=1e-3 for quick fits.
 
 Data: x is a NumPy array or any array-like with `.shape` and `x[i:j]` slicing (e.g. an h5py dataset); batches are read
 one at a time (contiguous runs of the shuffled indices), with the next batch read in a background thread while the
@@ -376,7 +374,6 @@ class FactoredReadout(Mapper):
         """One independent fit per target array in ys_train; returns the predictions on x_test for each."""
         return [self.fit(x_train, y).predict(x_test) for y in ys_train]
 
-    # ----------------------------------------------------------------------------------------------------- weights
     def _fitted(self) -> tuple:
         if self._weights is None:
             raise RuntimeError("FactoredReadout has no weights yet; call fit(x_train, y_train) first.")
