@@ -17,9 +17,8 @@ lower validation loss and the best weights are restored. validation_fraction = 0
 needs O(10^4) Adam steps (simulated 7x7x64 features, 16 units, 1500 stimuli: ~660 epochs, median test r 0.683; lr
 1e-3: ~110 epochs, 0.687; noise ceiling 0.72): ~260 epochs at thesis scale; learning_rate=1e-3 for quick fits.
 
-Data: x is a NumPy array or any array-like with `.shape` and `x[i:j]` slicing (e.g. an h5py dataset); batches are read
-one at a time (contiguous runs of the shuffled indices), with the next batch read in a background thread while the
-compiled step runs. The whole of x is never loaded. y is small and is read once.
+Data: x is a NumPy array or any array-like with `.shape` and `x[i:j]` slicing (e.g. an h5py dataset), read a batch at
+a time (the next one in a background thread while the compiled step runs), never whole; y is read once.
 Distribution: under `strategy` each replica gets a contiguous slice of the global batch; the per-replica loss is
 divided by the GLOBAL batch size (and the penalties by the replica count), so the optimizer's all-reduced sum is the
 gradient of eq. 2.13 for the global batch. Under the mixed_bfloat16 Keras policy the contraction runs in bfloat16 and
