@@ -7,12 +7,13 @@ names the problem and the fix; `parse_gin` is the entry points' variant, which p
 import os
 import re
 import sys
-from typing import Sequence
+import traceback
+from typing import Iterator, Sequence
 
 from absl import logging
 
 import gin
-from goaldriven import config_paths
+from goaldriven import atomic_write, config_paths
 
 
 class ConfigError(ValueError):
@@ -152,14 +153,51 @@ def warn_unused_file_macros(files: Sequence[str]) -> list[str]:
 
 def _missing_module(error: BaseException) -> str | None:
     """The top-level name of a third-party module whose import failed somewhere in `error`'s chain, if any."""
+    for link in error_chain(error):
+        top = (getattr(link, "name", None) or "").split(".")[0]
+        if isinstance(link, ModuleNotFoundError) and top and top != "goaldriven":
+            return top
+    return None
+
+
+def error_chain(error: BaseException | None) -> Iterator[BaseException]:
+    """The error and the errors it was raised from or during (gin re-raises errors with its own message)."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        top = (getattr(error, "name", None) or "").split(".")[0]
-        if isinstance(error, ModuleNotFoundError) and top and top != "goaldriven":
-            return top
+        yield error
         error = error.__cause__ or error.__context__
-    return None
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line, without the "In call to configurable ..." that gin appends."""
+    text = re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)", "", str(error))
+    return " ".join(text.split())
+
+
+def fail_on_error(prog: str, error: BaseException, folder: str) -> None:
+    """Ends the program (exit 2) with one line for `error` and its traceback in <folder>/error_traceback.txt; an
+    OSError (full disk, quota, permissions) names the file and the fix."""
+    message = one_line(error)
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError | FileExistsError):
+        original = next((e for e in error_chain(error) if isinstance(e, OSError) and e.filename), error)
+        where = f" {original.filename}" if original.filename else ""
+        message = (
+            f"cannot write{where}: {original.strerror or one_line(original)}. Free space on that disk, check its "
+            "permissions and quotas, or use another --workdir"
+        )
+    fail(prog, f"{message} (traceback: {_write_traceback(folder)})")
+
+
+def _write_traceback(folder: str) -> str:
+    """Writes the current exception's traceback to <folder>/error_traceback.txt; returns the path or 'not written'."""
+    path = os.path.join(folder, "error_traceback.txt")
+    try:
+        with atomic_write.atomic_open(path) as f:
+            traceback.print_exc(file=f)
+    except OSError:
+        return "not written"
+    return path
 
 
 _PACKAGES = {"tensorflow_datasets": "tensorflow-datasets", "sklearn": "scikit-learn", "gin": "gin-config"}

@@ -20,13 +20,12 @@ notebook makes) -> one-line errors.
 """
 
 import os
-import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up notices (before importing it).
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
-from goaldriven import atomic_write, cli_config, distribute, workdir_lock
+from goaldriven import cli_config, distribute, workdir_lock
 from goaldriven.neural_fits.mappings import MAPPINGS
 from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
@@ -174,11 +173,8 @@ def main(argv: list[str]) -> None:
         cli_config.fail(PROG, str(e))
     except workdir_lock.WorkdirBusyError as e:  # another process fits in this workdir: leave it alone
         cli_config.fail(PROG, str(e))
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # NeuralDataError is a ValueError
-        os.makedirs(workdir, exist_ok=True)
-        trace_path = os.path.join(workdir, "error_traceback.txt")
-        atomic_write.write_text(trace_path, traceback.format_exc())
-        cli_config.fail(PROG, f"{' '.join(str(e).split())} (traceback: {trace_path})")
+    except (ValueError, ImportError, OSError) as e:  # NeuralDataError is a ValueError; OSError: a full disk, ...
+        cli_config.fail_on_error(PROG, e, workdir)
     for area, layer in fit.result.summary["best_layer"].items():
         log(f"best layer for {area}: {layer}")
     log("wrote " + ", ".join(fit.paths))

@@ -11,9 +11,7 @@ same command resumes from the last checkpoint in --workdir. Command-line knobs a
 """
 
 import os
-import re
 import time
-import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up notices (before importing it).
 
@@ -107,42 +105,11 @@ def main(argv: list[str]) -> None:
             log=lambda line: print(line, flush=True),
         )
         write_config()
-    except (ValueError, FileNotFoundError, ImportError, loop.NonFiniteLossError, workdir_lock.WorkdirBusyError) as e:
-        _fail(f"{_one_line(e)} (traceback: {_write_traceback(outputs)})")
-    except OSError as e:  # a full disk, a quota, a folder that cannot be written, a missing file
-        original = next((x for x in _chain(e) if isinstance(x, OSError) and x.filename), e)
-        where = f" {original.filename}" if original.filename else ""
-        _fail(
-            f"cannot write{where}: {original.strerror or _one_line(original)}. Free space on that disk, check its "
-            f"permissions and quotas, or use another --workdir (traceback: {_write_traceback(outputs)})"
-        )
+    except workdir_lock.WorkdirBusyError as e:  # another process's workdir: write nothing there
+        _fail(cli_config.one_line(e))
+    except (ValueError, ImportError, OSError, loop.NonFiniteLossError) as e:  # OSError: full disk, permissions, ...
+        cli_config.fail_on_error("goaldriven-train", e, outputs)
     print(f"done: status {result['status']} at step {result['step']}; outputs in {outputs}", flush=True)
-
-
-def _chain(error: BaseException):
-    """The error and the errors it was raised from or during (gin re-raises errors with its own message)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
-def _one_line(error: BaseException) -> str:
-    """The error's message on one line, without the "In call to configurable ..." that gin appends."""
-    text = re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)", "", str(error))
-    return " ".join(text.split())
-
-
-def _write_traceback(folder: str) -> str:
-    """Writes the current exception's traceback to <folder>/error_traceback.txt; returns the path or 'not written'."""
-    path = os.path.join(folder, "error_traceback.txt")
-    try:
-        with atomic_write.atomic_open(path) as f:
-            traceback.print_exc(file=f)
-    except OSError:
-        return "not written"
-    return path
 
 
 def run_main() -> None:
