@@ -8,6 +8,7 @@ uploaded with `tf.io.gfile.copy`: a Cloud Storage object appears whole when its 
 """
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -47,6 +48,14 @@ def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
         if isinstance(e, OSError) and not e.filename and e.errno:
             raise OSError(e.errno, e.strerror, path) from e  # name the file (a write error does not)
         raise
+
+
+def leftovers(path: str) -> list[str]:
+    """Temporary files that killed atomic writes to `path` left beside it (safe to delete when nobody writes it)."""
+    pattern = os.path.join(
+        glob.escape(os.path.dirname(path) or "."), glob.escape(f".{os.path.basename(path)}.") + "*.tmp*"
+    )
+    return sorted(glob.glob(pattern))
 
 
 @contextlib.contextmanager

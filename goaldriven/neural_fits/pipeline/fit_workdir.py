@@ -16,7 +16,6 @@ report or of the simulated recordings left (atomic_write writes `.<name>.<random
 """
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -110,6 +109,6 @@ def claim(workdir: str, options: dict[str, Any], log: Callable[[str], None] = pr
 def remove_interrupted_writes(folder: str, log: Callable[[str], None] = print) -> None:
     """Deletes the temporary files that killed writes of the fit's files left in `folder` (caller holds the lock)."""
     for name in (*REPORT_FILES, "error_traceback.txt"):
-        for leftover in sorted(glob.glob(os.path.join(folder, glob.escape(f".{name}.") + "*.tmp*"))):
+        for leftover in atomic_write.leftovers(os.path.join(folder, name)):
             log(f"note: removing {leftover}, left by an interrupted write of {name}")
             os.remove(leftover)
