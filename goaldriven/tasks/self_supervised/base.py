@@ -1,0 +1,106 @@
+"""What every self-supervised objective shares: the data contract, the model (backbone + heads) and the evaluation.
+
+Reference: thesis Section 3.6.5 (spec ch3 A4) and Section 6.3.8 (spec ch5 6.4).
+
+Data contract. An SSL dataset object has `train_dataset(*, global_batch_size, input_context, start_step, seed)`
+yielding per-replica batches
+    {"views": (b, v, s, s, 3) float32 (normalised; v = 2 augmented views, or RotNet's 4 rotations),
+     "labels": (b,) int32 (the class where the data has one, never used by the objectives),
+     "index": (b,) int64 (the example's position in the training split: instance recognition's memory-bank row)}
+as a pure function of (seed, step) (exact resume), plus `num_train_examples()`, `image_size` and `pixel_mean`,
+`pixel_std` (how images reach the model, for neural fits and linear evaluation). Labelled evaluation data (kNN
+monitor, linear evaluation) follow the classification contract {"images", "labels", "weight"}.
+
+Model. `backbone_fn()` returns a built zoo model ({"logits", "features"}, e.g. `zoo.build_model` with num_classes 1);
+the task wraps it with its heads (`models.heads.build_self_supervised_model`) under `learning_rule` (the backbone
+must be built under the same rule). Every objective is any-backbone: gin binds `backbone_fn` and `feature`.
+"""
+
+# b: batch, v: views, s: image side
+from typing import Any, Callable
+
+import keras
+import tensorflow as tf
+
+from goaldriven.models import heads as ssl_heads
+from goaldriven.tasks import base
+
+
+class SelfSupervisedTask(base.Task):
+    """Base class of the objectives: builds backbone + heads, checks the data, no labelled evaluation by default.
+
+    Args:
+      backbone_fn: called with no arguments, returns a built backbone of the zoo contract.
+      feature: the backbone feature read as the representation (ResNets "pool", AlexNet "fc7").
+      dataset: an SSL dataset (module docstring).
+      head_weight_decay: TF1 lambda on the heads' kernels (the backbone's own decay is bound in its builder).
+      learning_rule: the heads' learning rule (None: backprop); bind the backbone's to the same.
+    """
+
+    name = "self_supervised"
+
+    def __init__(
+        self,
+        *,
+        backbone_fn: Callable[[], keras.Model],
+        feature: str,
+        dataset: Any,
+        head_weight_decay: float = 0.0,
+        learning_rule: Any = None,
+    ):
+        if not callable(backbone_fn):
+            raise TypeError(f"backbone_fn must be a callable returning a built backbone; received {backbone_fn!r}.")
+        for method in ("train_dataset", "num_train_examples"):
+            if not callable(getattr(dataset, method, None)):
+                raise TypeError(
+                    f"dataset needs a {method}() method (an SSL dataset, tasks/self_supervised/base.py); received "
+                    f"{dataset!r}."
+                )
+        if head_weight_decay < 0:
+            raise ValueError(f"head_weight_decay must be >= 0. Received: {head_weight_decay}")
+        self.backbone_fn = backbone_fn
+        self.feature = feature
+        self.dataset = dataset
+        self.head_weight_decay = float(head_weight_decay)
+        self.learning_rule = learning_rule
+
+    def head_specs(self) -> dict[str, ssl_heads.HeadSpec]:
+        """{name: HeadSpec} of this objective's heads, in order."""
+        return {}
+
+    @property
+    def input_spec(self) -> base.InputSpec:
+        return base.InputSpec(self.dataset.image_size, self.dataset.pixel_mean, self.dataset.pixel_std)
+
+    def build_model(self) -> keras.Model:
+        backbone = self.backbone_fn()
+        if not isinstance(backbone, keras.Model) or not backbone.built:
+            raise ValueError(f"backbone_fn must return a built keras.Model; received {backbone!r}.")
+        return ssl_heads.build_self_supervised_model(
+            backbone,
+            self.feature,
+            self.head_specs(),
+            image_size=self.dataset.image_size,
+            weight_decay=self.head_weight_decay,
+            learning_rule=self.learning_rule,
+        )
+
+    def train_dataset(self, *, global_batch_size, input_context, start_step, seed):
+        return self.dataset.train_dataset(
+            global_batch_size=global_batch_size, input_context=input_context, start_step=start_step, seed=seed
+        )
+
+
+def views(batch: dict, expected: int) -> tf.Tensor:
+    """The batch's views (b, v, s, s, 3), checked to hold `expected` views."""
+    if "views" not in batch:
+        raise KeyError(
+            f"a self-supervised batch needs 'views' (b, {expected}, s, s, 3); received keys {sorted(batch)}. Use an "
+            "SSL dataset (tasks/self_supervised/data.py)."
+        )
+    value = batch["views"]
+    if value.shape.rank != 5 or value.shape[1] != expected:
+        raise ValueError(
+            f"this objective needs {expected} views per example, (b, {expected}, s, s, 3); got {value.shape}."
+        )
+    return value
