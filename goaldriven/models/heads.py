@@ -41,6 +41,8 @@ class HeadSpec:
       output_bn: BN after the output dense (SimSiam projector, Chapter 6 SimCLR: yes).
       output_bias: bias on the output dense (Chapter 6 nl_1: no).
       hidden_bias: bias on the hidden denses.
+      synchronized_bn: BN statistics over the global batch (SimCLR's global BN; the ResNets' BN is synchronized too)
+        or per replica (the Chapter 6 SimCLR: no cross-replica BN).
     """
 
     hidden: tuple[int, ...]
@@ -50,6 +52,7 @@ class HeadSpec:
     output_bn: bool = False
     output_bias: bool = True
     hidden_bias: bool = True
+    synchronized_bn: bool = True
 
     def __post_init__(self):
         widths = (*self.hidden, self.output)
@@ -79,7 +82,11 @@ class MLPHead(keras.layers.Layer):
             )
             use_bn = spec.output_bn if last else spec.hidden_bn
             self.norms.append(
-                keras.layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, name=f"bn{i}") if use_bn else None
+                keras.layers.BatchNormalization(
+                    momentum=bn_momentum, epsilon=1e-5, synchronized=spec.synchronized_bn, name=f"bn{i}"
+                )
+                if use_bn
+                else None
             )
 
     def call(self, x, training=False):

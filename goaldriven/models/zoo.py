@@ -22,6 +22,7 @@ from goaldriven.models import alexnet, convrnn_zoo, resnets, small_resnets
 
 FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "alexnet": alexnet.build_alexnet,
+    "alexnet_nolrn": alexnet.build_alexnet,  # use_lrn=False: the Chapter 6 "AlexNet" beside "AlexNet-LRN"
     "resnet18_v1": resnets.resnet18_v1,
     "resnet34_v1": resnets.resnet34_v1,
     "resnet50_v1": resnets.resnet50_v1,
@@ -30,7 +31,7 @@ FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "resnet152_v2": resnets.resnet152_v2,
 }
 SMALL: dict[str, int] = {f"small_resnet{depth}": depth for depth in small_resnets.DEPTHS}  # name -> depth
-DEFAULT_WEIGHT_DECAY = {"alexnet": 5e-4}  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
+DEFAULT_WEIGHT_DECAY = {"alexnet": 5e-4, "alexnet_nolrn": 5e-4}  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
 # ConvRNN options that feedforward models accept only at their defaults, so one gin file can bind them for every model.
 CONVRNN_DEFAULTS = {"cell_weight_decay": None, "unroll_length": "full", "width_multiplier": 1.0, "remat": False}
 
@@ -75,8 +76,8 @@ def build_model(
         common = dict(num_classes=num_classes, weight_decay=decay, learning_rule=learning_rule)
         if name in SMALL:
             return small_resnets.build_small_resnet(SMALL[name], image_size=image_size, **common)
-        if name == "alexnet":
-            return alexnet.build_alexnet(image_size=image_size, **common)
+        if name in ("alexnet", "alexnet_nolrn"):
+            return alexnet.build_alexnet(image_size=image_size, use_lrn=name == "alexnet", **common)
         return FEEDFORWARD[name](**common)
     if name not in convrnn_zoo.model_names():
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}.")

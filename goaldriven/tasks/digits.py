@@ -184,7 +184,7 @@ class DigitsData:
                 rows = offsets[0][:, None] + tf.range(s)[None, :]  # (g, s)
                 cols = offsets[1][:, None] + tf.range(s)[None, :]
                 images = tf.gather(tf.gather(padded, rows, batch_dims=1), cols, axis=2, batch_dims=1)
-            return {"images": _normalize(images), "labels": tf.gather(labels, index)}
+            return {"images": normalize(images), "labels": tf.gather(labels, index)}
 
         return runtime.step_indexed_dataset(
             make_global_batch,
@@ -195,12 +195,16 @@ class DigitsData:
         )
 
     def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
+        return self.labelled_dataset("test", global_batch_size=global_batch_size, input_context=input_context)
+
+    def labelled_dataset(self, split: str, *, global_batch_size, input_context) -> tf.data.Dataset:
+        """One padded pass over `split` ("train" or "test") without augmentation, {"images", "labels", "weight"}."""
         context = input_context or tf.distribute.InputContext()
         runtime.check_global_batch_size(global_batch_size, context.num_replicas_in_sync)
         per_replica = context.get_per_replica_batch_size(global_batch_size)
         pipelines, pipeline_id = context.num_input_pipelines, context.input_pipeline_id
         pipeline_batch = per_replica * (context.num_replicas_in_sync // pipelines)
-        raw, labels = self.arrays("test")
+        raw, labels = self.arrays(split)
         total = len(labels)
         begin, end = pipeline_id * total // pipelines, (pipeline_id + 1) * total // pipelines
         padded = (
@@ -214,7 +218,7 @@ class DigitsData:
             "weight": np.concatenate([np.ones(end - begin, np.float32), np.zeros(pad, np.float32)]),
         }
         dataset = tf.data.Dataset.from_tensor_slices(examples).batch(per_replica, drop_remainder=True)
-        dataset = dataset.map(lambda batch: {**batch, "images": _normalize(batch["images"])})
+        dataset = dataset.map(lambda batch: {**batch, "images": normalize(batch["images"])})
         return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -234,6 +238,6 @@ class DigitsTask(image_classification.ImageClassificationTask):
         )
 
 
-def _normalize(raw: tf.Tensor) -> tf.Tensor:
+def normalize(raw: tf.Tensor) -> tf.Tensor:
     """(..., 1) raw pixels in [0, 1] -> (..., 3) normalised identical channels."""
     return tf.repeat((raw - MEAN) / STD, 3, axis=-1)

@@ -124,3 +124,12 @@ def test_mirrored_train_step_matches_single_device():
 
 def test_mixed_bfloat16_forward():
     bfloat16_forward_is_float32_and_close(_tiny)
+
+
+def test_zoo_alexnet_nolrn_is_alexnet_without_lrn():
+    from goaldriven.models import zoo
+
+    plain = zoo.build_model("alexnet_nolrn", num_classes=10, image_size=64)
+    lrn = zoo.build_model("alexnet", num_classes=10, image_size=64)
+    assert not plain.use_lrn and lrn.use_lrn and plain.lrn1 is None
+    assert plain.count_params() == lrn.count_params()  # LRN has no weights

@@ -17,11 +17,13 @@ must be built under the same rule). Every objective is any-backbone: gin binds `
 """
 
 # b: batch, v: views, s: image side
+import math
 from typing import Any, Callable
 
 import keras
 import tensorflow as tf
 
+from goaldriven import hooks as loop_hooks
 from goaldriven.models import heads as ssl_heads
 from goaldriven.tasks import base
 
@@ -64,8 +66,9 @@ class SelfSupervisedTask(base.Task):
         self.head_weight_decay = float(head_weight_decay)
         self.learning_rule = learning_rule
 
-    def head_specs(self) -> dict[str, ssl_heads.HeadSpec]:
-        """{name: HeadSpec} of this objective's heads, in order."""
+    def head_specs(self, feature_width: int) -> dict[str, ssl_heads.HeadSpec]:
+        """{name: HeadSpec} of this objective's heads, in order (`feature_width`: the representation's width)."""
+        del feature_width
         return {}
 
     @property
@@ -76,10 +79,18 @@ class SelfSupervisedTask(base.Task):
         backbone = self.backbone_fn()
         if not isinstance(backbone, keras.Model) or not backbone.built:
             raise ValueError(f"backbone_fn must return a built keras.Model; received {backbone!r}.")
+        size = self.dataset.image_size
+        symbolic = backbone(keras.KerasTensor((None, size, size, 3)))["features"]
+        if self.feature not in symbolic:
+            raise ValueError(
+                f"backbone {backbone.name!r} has no feature {self.feature!r}; its features are "
+                f"{', '.join(symbolic)}. Bind the task's feature to one of them."
+            )
+        width = math.prod(symbolic[self.feature].shape[1:])
         return ssl_heads.build_self_supervised_model(
             backbone,
             self.feature,
-            self.head_specs(),
+            self.head_specs(width),
             image_size=self.dataset.image_size,
             weight_decay=self.head_weight_decay,
             learning_rule=self.learning_rule,
@@ -104,3 +115,43 @@ def views(batch: dict, expected: int) -> tf.Tensor:
             f"this objective needs {expected} views per example, (b, {expected}, s, s, 3); got {value.shape}."
         )
     return value
+
+
+class StepSeeds(loop_hooks.LoopHook):
+    """Gives a task per-step stateless seeds inside the compiled step (random negatives, the shuffled-BN
+    permutation): `seed(*data)` = fold_in((run seed, step), *data), identical on every replica unless the replica id
+    is folded in. The step is the task optimizer's `iterations` (updates applied so far: the loop's own step counter
+    moves only between compiled loops), checkpointed with the optimizer, so resumed runs draw the same values."""
+
+    def __init__(self):
+        self._step = None
+        self._seed = None
+
+    def build(self, state: loop_hooks.LoopState) -> dict:
+        self._step, self._seed = state.optimizer.iterations, state.seed
+        return {}
+
+    def seed(self, *data) -> tf.Tensor:
+        if self._step is None:
+            raise RuntimeError("StepSeeds is used before the loop built it; list it in the task's hooks().")
+        seed = tf.stack([tf.constant(self._seed, tf.int64), tf.cast(self._step, tf.int64)])
+        for value in data:
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(value, tf.int64))
+        return seed
+
+
+def replica_id() -> tf.Tensor:
+    """This replica's index (0 outside a strategy)."""
+    return tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int32)
+
+
+def num_replicas() -> int:
+    return tf.distribute.get_replica_context().num_replicas_in_sync
+
+
+def all_gather(value: tf.Tensor) -> tf.Tensor:
+    """Concatenation over replicas along axis 0, in replica order (the value itself on one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
