@@ -31,7 +31,10 @@ FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "resnet152_v2": resnets.resnet152_v2,
 }
 SMALL: dict[str, int] = {f"small_resnet{depth}": depth for depth in small_resnets.DEPTHS}  # name -> depth
-DEFAULT_WEIGHT_DECAY = {"alexnet": 5e-4, "alexnet_nolrn": 5e-4}  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
+DEFAULT_WEIGHT_DECAY = {
+    "alexnet": 5e-4,
+    "alexnet_nolrn": 5e-4,
+}  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
 # ConvRNN options that feedforward models accept only at their defaults, so one gin file can bind them for every model.
 CONVRNN_DEFAULTS = {"cell_weight_decay": None, "unroll_length": "full", "width_multiplier": 1.0, "remat": False}
 

@@ -152,6 +152,9 @@ def num_replicas() -> int:
 def all_gather(value: tf.Tensor) -> tf.Tensor:
     """Concatenation over replicas along axis 0, in replica order (the value itself on one replica)."""
     context = tf.distribute.get_replica_context()
-    if context.num_replicas_in_sync == 1:
+    replicas = context.num_replicas_in_sync
+    if replicas == 1:
         return value
-    return context.all_gather(value, axis=0)
+    gathered = context.all_gather(value, axis=0)
+    rows = value.shape[0] * replicas if value.shape[0] is not None else None
+    return tf.ensure_shape(gathered, [rows, *value.shape[1:]])  # all_gather drops the static shape

@@ -69,7 +69,7 @@ class MemoryBank(hooks.LoopHook):
         last = tf.reduce_max(tf.where(same, positions[None, :], -1), axis=1)  # (g,): last occurrence of each index
         z = tf.gather(tf.cast(z, self.bank.dtype), last)
         new = losses.memory_bank_update(tf.gather(self.bank, index), z, momentum=self.momentum)
-        self.bank.scatter_nd_update(index[:, None], new)
+        self.bank.scatter_update(tf.IndexedSlices(new, index))  # in place (rows only), any strategy
 
     def after_replica_step(self, ctx: hooks.StepContext, phase, substep) -> None:
         del phase, substep

@@ -61,6 +61,13 @@ import tensorflow as tf
 
 _MASKED_LOGIT = -1e9  # a logit that exp() sends to exactly 0 in float32 and float64
 IR_NORMALIZER_PER_EXAMPLE = 2876934.2 / 1281167  # the reference's Z / N, estimated once on ImageNet (Wu et al.)
+# The metric names each loss returns (tasks declare them as their metric_names).
+NT_XENT_METRICS = ("contrast_accuracy", "positive_similarity")
+MOCO_METRICS = ("contrast_accuracy", "positive_similarity")
+SIMSIAM_METRICS = ("representation_std",)
+IR_METRICS = ("data_loss", "noise_loss", "positive_similarity")
+AUTOENCODER_METRICS = ("reconstruction_mse", "embedding_l1")
+DEPTH_METRICS = ("depth_mse",)
 
 
 def _dtype(*tensors) -> tf.DType:

@@ -82,7 +82,7 @@ class MomentumEncoder(hooks.LoopHook):
                 "QUEUE_SIZE or GLOBAL_BATCH_SIZE."
             )
         rows = self.pointer + tf.range(g)  # (g,): no wrap inside one batch since K % g == 0
-        self.queue.scatter_nd_update(rows[:, None], tf.cast(keys, self.queue.dtype))
+        self.queue.scatter_update(tf.IndexedSlices(tf.cast(keys, self.queue.dtype), rows))  # in place, any strategy
         self.pointer.assign((self.pointer + g) % self.queue_size)
 
     def after_replica_step(self, ctx: hooks.StepContext, phase, substep) -> None:
@@ -161,11 +161,11 @@ class MoCoTask(base.SelfSupervisedTask):
         b = views2.shape[0]
         everything = base.all_gather(views2)  # (g, s, s, 3)
         order = tf.random.experimental.stateless_shuffle(tf.range(b * replicas), self.seeds.seed(1))  # (g,)
-        mine = tf.gather(everything, order[base.replica_id() * b + tf.range(b)])
+        mine = tf.gather(everything, tf.gather(order, base.replica_id() * b + tf.range(b)))
         keys = tf.math.l2_normalize(encoder(mine, training=training)["projection"], axis=1)  # shuffled order
         gathered = base.all_gather(keys)  # (g, d): row j is the key of example order[j]
         unshuffled = tf.scatter_nd(order[:, None], gathered, tf.shape(gathered))  # row i: key of example i
-        return tf.stop_gradient(unshuffled[base.replica_id() * b + tf.range(b)])
+        return tf.stop_gradient(tf.gather(unshuffled, base.replica_id() * b + tf.range(b)))
 
     def compute_loss(self, model, batch, *, training):
         views = base.views(batch, 2)  # (b, 2, s, s, 3)

@@ -447,3 +447,22 @@ def test_arguments_are_checked():
         losses.instance_recognition_loss(z, z, _normal(3), normalizer_z=1.0, num_examples=10)
     with pytest.raises(ValueError, match="momentum"):
         losses.memory_bank_update(z, z, momentum=1.5)
+
+
+def test_declared_metric_names_are_what_the_losses_return():
+    rng = np.random.default_rng(0)
+    z = [tf.constant(rng.normal(size=(4, 3)), tf.float32) for _ in range(4)]
+    queue = tf.math.l2_normalize(tf.constant(rng.normal(size=(6, 3)), tf.float32), axis=1)
+    images = tf.constant(rng.normal(size=(2, 4, 4, 3)), tf.float32)
+    cases = {
+        losses.NT_XENT_METRICS: losses.nt_xent_loss(z[0], z[1]),
+        losses.MOCO_METRICS: losses.moco_loss(z[0], z[1], queue),
+        losses.SIMSIAM_METRICS: losses.simsiam_loss(*z),
+        losses.IR_METRICS: losses.instance_recognition_loss(
+            tf.math.l2_normalize(z[0], axis=1), tf.math.l2_normalize(z[1], axis=1), queue, normalizer_z=2.0,
+            num_examples=10),
+        losses.AUTOENCODER_METRICS: losses.sparse_autoencoder_loss(images, images + 1.0, z[0]),
+        losses.DEPTH_METRICS: losses.depth_loss(images[..., :1], images[..., 1:2]),
+    }  # fmt: skip
+    for names, (_, metrics) in cases.items():
+        assert set(metrics) == set(names)

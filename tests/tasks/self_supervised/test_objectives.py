@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from goaldriven.models import zoo
 from goaldriven.tasks import loop, train_step
 from goaldriven.tasks.self_supervised import (
     digits_data,
@@ -24,8 +23,28 @@ from tests.tasks.test_hooks import _SigtermAt
 SIZE, BATCH = 16, 4
 
 
+class TinyBackbone(keras.Model):
+    """The zoo contract at the smallest size: conv 3x3 -> synchronized BN -> ReLU -> global pool ("pool")."""
+
+    feature_names = ("conv", "pool")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(6, 3, strides=2, name="conv")
+        self.norm = keras.layers.BatchNormalization(synchronized=True, name="bn")
+        self.pool = keras.layers.GlobalAveragePooling2D(name="pool")
+        self.logits = keras.layers.Dense(1, name="logits")
+
+    def call(self, images, training=False):
+        conv = keras.ops.relu(self.norm(self.conv(images), training=training))
+        pool = self.pool(conv)
+        return {"logits": keras.ops.cast(self.logits(pool), "float32"), "features": {"conv": conv, "pool": pool}}
+
+
 def _backbone():
-    return zoo.build_model("small_resnet8", num_classes=1, image_size=SIZE)
+    model = TinyBackbone(name="tiny")
+    model(keras.KerasTensor((None, SIZE, SIZE, 3)))
+    return model
 
 
 def _data(views=2):
@@ -78,7 +97,9 @@ def test_train_step_compiles_with_xla_and_learns_something(name):
     with strategy.scope():
         model = task.build_model()
         optimizer = keras.optimizers.SGD(0.05)
-    train, prepared = train_step.build_train_loop(task, model, optimizer, strategy, hooks=task.hooks(), jit_compile=True)
+    train, prepared = train_step.build_train_loop(
+        task, model, optimizer, strategy, hooks=task.hooks(), jit_compile=True
+    )
     before = [v.numpy() for v in model.trainable_variables]
     data = task.train_dataset(global_batch_size=BATCH, input_context=tf.distribute.InputContext(), start_step=0, seed=0)
     sums = train(iter(strategy.experimental_distribute_dataset(data)), tf.constant(2))
