@@ -11,9 +11,10 @@ batch's (index, z) and writes the same rows, so the copies never diverge) and ch
 ImageNet: 1,281,167 x 128 float32 = 656 MB per replica (bench/ssl.py measures it). Initial entries: random unit
 vectors (stateless, from the run seed).
 
-Decisions: the m negatives are drawn uniformly (with replacement) from the whole bank once per step and replica and
-shared by that replica's examples (the reference draws per example; sharing costs b times less memory traffic, each
-example still sees m uniform draws). An example drawn as its own negative is kept (as in the reference). When one
+Decisions: by default the m negatives are drawn uniformly (with replacement) from the whole bank once per step and
+replica and shared by that replica's examples; each example still sees m uniform draws, at b times less memory
+traffic than the reference's per-example draws (b x m x 128 floats: 537 MB per step at b = 256).
+`per_example_negatives=True` draws them per example as the reference does. An example drawn as its own negative is kept (as in the reference). When one
 global batch holds an example twice (a batch spanning an epoch boundary), every copy writes the update computed from
 its LAST occurrence, so the write is deterministic.
 """
@@ -85,6 +86,7 @@ class InstanceRecognitionTask(base.SelfSupervisedTask):
       embedding_dim: 128.
       bank_momentum: lambda (0.5).
       normalizer: Z (None: the reference's fixed 2876934.2 / 1281167 x N).
+      per_example_negatives: draw m negatives per example (the reference) instead of per replica batch.
     """
 
     name = "instance_recognition"
@@ -100,6 +102,7 @@ class InstanceRecognitionTask(base.SelfSupervisedTask):
         embedding_dim: int = 128,
         bank_momentum: float = 0.5,
         normalizer: float | None = None,
+        per_example_negatives: bool = False,
         head_weight_decay: float = 0.0,
         learning_rule: Any = None,
     ):
@@ -117,6 +120,7 @@ class InstanceRecognitionTask(base.SelfSupervisedTask):
         self.num_examples = int(dataset.num_train_examples())
         self.temperature, self.num_negatives, self.embedding_dim = float(temperature), num_negatives, embedding_dim
         self.normalizer = losses.ir_normalizer(self.num_examples) if normalizer is None else float(normalizer)
+        self.per_example_negatives = bool(per_example_negatives)
         self.memory = MemoryBank(self.num_examples, dim=embedding_dim, momentum=bank_momentum)
         self.seeds = base.StepSeeds()
 
@@ -137,9 +141,10 @@ class InstanceRecognitionTask(base.SelfSupervisedTask):
             raise KeyError("instance recognition needs each example's 'index' (its memory-bank row) in the batch.")
         index = tf.cast(batch["index"], tf.int64)  # (b,)
         z = tf.math.l2_normalize(model(views[:, 0], training=training)["embedding"], axis=1)  # (b, d)
+        shape = [views.shape[0], self.num_negatives] if self.per_example_negatives else [self.num_negatives]
         negative_rows = tf.random.stateless_uniform(
-            [self.num_negatives], self.seeds.seed(2, base.replica_id()), 0, self.num_examples, dtype=tf.int64
-        )  # (m,)
+            shape, self.seeds.seed(2, base.replica_id()), 0, self.num_examples, dtype=tf.int64
+        )  # (m,) or (b, m)
         hooks.record("ir_index", index)
         hooks.record("ir_embedding", tf.stop_gradient(z))
         return losses.instance_recognition_loss(

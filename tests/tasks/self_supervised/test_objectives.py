@@ -62,6 +62,9 @@ TASKS = {
                                            predictor_hidden=8),
     "instance_recognition": lambda: instance_recognition.InstanceRecognitionTask(
         backbone_fn=_backbone, feature="pool", dataset=_data(views=1), num_negatives=8, embedding_dim=8),
+    "instance_recognition_per_example": lambda: instance_recognition.InstanceRecognitionTask(
+        backbone_fn=_backbone, feature="pool", dataset=_data(views=1), num_negatives=8, embedding_dim=8,
+        per_example_negatives=True),
     "rotnet": lambda: rotnet.RotNetTask(backbone_fn=_backbone, feature="pool", dataset=_data(views="rotations")),
 }  # fmt: skip
 
