@@ -13,7 +13,7 @@ k is a pure function of (seed, k): exact resume, the same data on any number of 
           b ~ U[1 - brightness, 1 + brightness], c ~ U[1 - contrast, 1 + contrast] (torchvision's brightness and
           contrast on a grey image; hue and saturation do nothing to grey digits, grayscale is the identity).
   blur:   with probability blur_prob a 3 x 3 binomial blur ([1, 2, 1] / 4 in each direction, edge padding).
-  No flips (a mirrored 2 is not a 2). Views of one example are independent draws. "rotations" gives RotNet's 4 views:
+  No flips (a mirrored 2 is not a 2). Views of one example are independent draws. Mode "rotations" gives RotNet's 4:
   one augmented view rotated by 0, 90, 180 and 270 degrees.
 
 These batched in-graph ops are this file's own (the ImageNet views are augment.py's per-example ops): for in-memory
@@ -41,7 +41,8 @@ class DigitsSSLData:
 
     Args:
       image_size: side s in pixels.
-      views: 1, 2 (two augmented views) or "rotations" (RotNet's 4).
+      num_views: augmented views per example in mode "views".
+      mode: "views" (independent augmentations) or "rotations" (RotNet's 4 rotations of one augmented view).
       crop_scale: range of the crop's area fraction.
       brightness, contrast, jitter_prob: the jitter.
       blur_prob: probability of the 3 x 3 blur.
@@ -49,7 +50,8 @@ class DigitsSSLData:
     """
 
     image_size: int = 32
-    views: int | str = 2
+    num_views: int = 2
+    mode: str = "views"
     crop_scale: tuple[float, float] = (0.4, 1.0)
     brightness: float = 0.4
     contrast: float = 0.4
@@ -60,8 +62,10 @@ class DigitsSSLData:
     num_classes: int = digits.NUM_CLASSES
 
     def __post_init__(self):
-        if self.views not in (1, 2, "rotations"):
-            raise ValueError(f"views must be 1, 2 or 'rotations'. Received: {self.views!r}")
+        if self.mode not in ("views", "rotations"):
+            raise ValueError(f"mode must be 'views' or 'rotations'. Received: {self.mode!r}")
+        if not isinstance(self.num_views, int) or self.num_views < 1:
+            raise ValueError(f"num_views must be a positive int. Received: {self.num_views!r}")
         low, high = self.crop_scale
         if not 0.0 < low <= high <= 1.0:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1. Received: {self.crop_scale}")
@@ -87,8 +91,8 @@ class DigitsSSLData:
         return digits.STD
 
     @property
-    def num_views(self) -> int:
-        return ROTATIONS if self.views == "rotations" else int(self.views)
+    def views_per_example(self) -> int:
+        return ROTATIONS if self.mode == "rotations" else self.num_views
 
     def num_train_examples(self) -> int:
         return self.labelled.num_train_examples()
@@ -130,9 +134,9 @@ class DigitsSSLData:
             index = tf.gather_nd(perms, tf.stack([epoch - first, position], axis=1))  # (g,)
             images = tf.gather(raw, index)  # (g, s, s, 1)
             augment_seed = image_datasets.fold_seed(base_seed, _AUGMENT, step)
-            draws = 1 if self.views == "rotations" else self.num_views
+            draws = 1 if self.mode == "rotations" else self.num_views
             views = [self.augment(images, image_datasets.fold_seed(augment_seed, v)) for v in range(draws)]
-            if self.views == "rotations":
+            if self.mode == "rotations":
                 views = [tf.image.rot90(views[0], k) for k in range(ROTATIONS)]
             stacked = tf.stack([digits.normalize(v) for v in views], axis=1)  # (g, v, s, s, 3)
             return {"views": stacked, "labels": tf.gather(labels, index), "index": tf.cast(index, tf.int64)}

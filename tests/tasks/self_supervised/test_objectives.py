@@ -48,7 +48,9 @@ def _backbone():
 
 
 def _data(views=2):
-    return digits_data.DigitsSSLData(image_size=SIZE, views=views)
+    if views == "rotations":
+        return digits_data.DigitsSSLData(image_size=SIZE, mode="rotations")
+    return digits_data.DigitsSSLData(image_size=SIZE, num_views=views)
 
 
 TASKS = {
