@@ -8,7 +8,10 @@ import pytest
 import tensorflow as tf
 
 import gin
+import keras
 from goaldriven import cli_config, config_paths
+from goaldriven.tasks import train_step
+from goaldriven.tasks.self_supervised import base as ssl_base
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(glob.glob(os.path.join(REPO, "gin", "experiments", "*.gin")))
@@ -21,6 +24,13 @@ def test_there_are_experiments_and_no_init_in_gin_folder():
 
 def _smoke_batch(task):
     """One tiny training batch of the experiment's task."""
+    if isinstance(task, ssl_base.SelfSupervisedTask):
+        views = task.dataset.views_per_example
+        return {
+            "views": tf.random.stateless_normal([2, views, 32, 32, 3], [0, 1]),
+            "labels": tf.constant([1, 3]),
+            "index": tf.constant([0, 5], tf.int64),
+        }
     if hasattr(task, "trajectories"):  # path integration
         return task.make_batch(task.trajectories, 4)(tf.constant(0, tf.int64), tf.constant([0, 1], tf.int64))
     images = tf.random.stateless_normal([2, 32, 32, 3], [0, 1])
@@ -49,6 +59,9 @@ def test_experiment_parses_and_builds(path):
         assert header.startswith("#"), "experiment files start with a header comment"
         task = cli_config.configured_task()
         model = task.build_model()
+        # Hooks the task's loss reads (a MoCo key encoder, a memory bank) are built as the loop builds them.
+        train_step.prepare(task, model, keras.optimizers.SGD(0.1), tf.distribute.get_strategy(), task.hooks(),
+                           workdir="", seed=0, train_steps=0)  # fmt: skip
         loss, metrics = task.compute_loss(model, _smoke_batch(task), training=True)
         assert np.isfinite(float(loss)) and set(metrics) == set(task.metric_names)
         assert gin.query_parameter("TRAIN_STEPS/macro.value") == 4

@@ -20,6 +20,7 @@ its LAST occurrence, so the write is deterministic.
 """
 
 # b: per-replica batch, g: global batch, d: embedding width (128), m: negatives, N: bank rows
+import functools
 from typing import Any
 
 import tensorflow as tf
@@ -87,6 +88,7 @@ class InstanceRecognitionTask(base.SelfSupervisedTask):
       bank_momentum: lambda (0.5).
       normalizer: Z (None: the reference's fixed 2876934.2 / 1281167 x N).
       per_example_negatives: draw m negatives per example (the reference) instead of per replica batch.
+      num_examples: N, the bank's rows (None: `dataset.num_train_examples()`, read when the run starts).
     """
 
     name = "instance_recognition"
@@ -103,6 +105,7 @@ class InstanceRecognitionTask(base.SelfSupervisedTask):
         bank_momentum: float = 0.5,
         normalizer: float | None = None,
         per_example_negatives: bool = False,
+        num_examples: int | None = None,
         head_weight_decay: float = 0.0,
         learning_rule: Any = None,
     ):
@@ -117,12 +120,27 @@ class InstanceRecognitionTask(base.SelfSupervisedTask):
             raise ValueError(f"temperature must be > 0 (thesis: 0.07). Received: {temperature}")
         if not isinstance(num_negatives, int) or num_negatives < 1:
             raise ValueError(f"num_negatives must be a positive int (thesis: 4096). Received: {num_negatives!r}")
-        self.num_examples = int(dataset.num_train_examples())
+        if num_examples is not None and (not isinstance(num_examples, int) or num_examples < 1):
+            raise ValueError(f"num_examples must be None or a positive int. Received: {num_examples!r}")
         self.temperature, self.num_negatives, self.embedding_dim = float(temperature), num_negatives, embedding_dim
-        self.normalizer = losses.ir_normalizer(self.num_examples) if normalizer is None else float(normalizer)
+        self._num_examples, self._normalizer = num_examples, normalizer
+        self.bank_momentum = bank_momentum
         self.per_example_negatives = bool(per_example_negatives)
-        self.memory = MemoryBank(self.num_examples, dim=embedding_dim, momentum=bank_momentum)
         self.seeds = base.StepSeeds()
+
+    @functools.cached_property
+    def num_examples(self) -> int:
+        """N: the bank's rows (the training split's size unless given)."""
+        return int(self.dataset.num_train_examples()) if self._num_examples is None else self._num_examples
+
+    @property
+    def normalizer(self) -> float:
+        """Z (the reference's fixed value for N unless given)."""
+        return losses.ir_normalizer(self.num_examples) if self._normalizer is None else float(self._normalizer)
+
+    @functools.cached_property
+    def memory(self) -> MemoryBank:
+        return MemoryBank(self.num_examples, dim=self.embedding_dim, momentum=self.bank_momentum)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
