@@ -3,12 +3,12 @@
 import glob
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import gin
-import keras
 from goaldriven import cli_config, config_paths
 from goaldriven.tasks import train_step
 from goaldriven.tasks.self_supervised import base as ssl_base
