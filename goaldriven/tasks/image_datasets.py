@@ -21,6 +21,8 @@ Evaluation: pipeline p reads its shard in stored order; every pipeline is padded
 examples of `weight` 0, so each example of the split is seen exactly once with `weight` 1 and nothing is dropped.
 
 Batches: {"images": (b, s, s, 3) float32, "labels": (b,) int32[, "weight": (b,) float32]}, static shapes.
+`tfds_pipeline` also serves other example layouts: a stack of views (b, v, s, s, 3) under another key, and each
+training example's position in the split ("index", from enumerating every chunk at its start offset before the merge).
 """
 
 # b: per-replica batch, s: image side
@@ -79,7 +81,7 @@ def imagenet_dataset(
       shuffle_window: examples shuffled together after the merge (None: the whole shard epoch; memory holds this many
         encoded JPEGs, about 110 kB each).
     """
-    builder = _builder(IMAGENET, data_dir=data_dir, download=download, manual_dir=manual_dir)
+    builder = tfds_builder(IMAGENET, data_dir=data_dir, download=download, manual_dir=manual_dir)
     if training:
         preprocess = functools.partial(
             preprocessing.preprocess_for_train,
@@ -91,7 +93,7 @@ def imagenet_dataset(
         preprocess = functools.partial(
             preprocessing.preprocess_for_eval, image_size=image_size, crop_fraction=crop_fraction, normalized=normalized
         )
-    return _pipeline(
+    return tfds_pipeline(
         builder,
         split=split or ("train" if training else "validation"),
         training=training,
@@ -126,12 +128,12 @@ def cifar10_dataset(
     Arguments as in `imagenet_dataset`; splits "train" (50,000) and "test" (10,000); by default every epoch is a full
     seeded permutation of the shard (one chunk, window = whole epoch; 50,000 PNGs are about 125 MB).
     """
-    builder = _builder(CIFAR10, data_dir=data_dir, download=download)
+    builder = tfds_builder(CIFAR10, data_dir=data_dir, download=download)
     if training:
         preprocess = functools.partial(preprocessing.pad_crop_flip, padding=padding, normalized=normalized)
     else:
         preprocess = functools.partial(preprocessing.scale_only, normalized=normalized)
-    return _pipeline(
+    return tfds_pipeline(
         builder,
         split=split or ("train" if training else "test"),
         training=training,
@@ -251,7 +253,7 @@ def _tfds():
     return tfds
 
 
-def _builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str | None = None):
+def tfds_builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str | None = None):
     builder = _tfds().builder(name, data_dir=data_dir)
     if download:
         builder.download_and_prepare(download_config=_tfds().download.DownloadConfig(manual_dir=manual_dir))
@@ -284,7 +286,7 @@ def _cardinality(dataset: tf.data.Dataset, split: str) -> int:
     return count
 
 
-def _pipeline(
+def tfds_pipeline(
     builder,
     *,
     split: str,
@@ -297,7 +299,15 @@ def _pipeline(
     seed: int,
     num_chunks: int,
     shuffle_window: int | None,
+    image_key: str = "images",
+    with_index: bool = False,
 ) -> tf.data.Dataset:
+    """Batches of one input pipeline (module docstring) from a TFDS builder with an "image" and a "label" feature.
+
+    `preprocess(image, seed)` (training) or `preprocess(image)` (evaluation) maps encoded bytes to a float32 tensor of
+    `image_shape` (one image (s, s, 3) or a stack of views (v, s, s, 3)), stored under `image_key`. With `with_index`,
+    training batches also hold "index": (b,) int64, each example's position in `split`.
+    """
     context = input_context or tf.distribute.InputContext()
     if global_batch_size <= 0 or global_batch_size % context.num_replicas_in_sync:
         raise ValueError(
@@ -323,19 +333,21 @@ def _pipeline(
         records = _training_stream(
             builder, split, begin, end, start_step * pipeline_batch, base_seed, num_chunks, shuffle_window
         )
-        examples = records.map(
-            lambda i, ex: {"images": preprocess(ex["image"], fold_seed(base_seed, _AUGMENT, i)), "labels": ex["label"]},
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def example(i, ex):
+            out = {image_key: preprocess(ex["image"], fold_seed(base_seed, _AUGMENT, i)), "labels": ex["label"]}
+            return {**out, "index": ex["index"]} if with_index else out
+
+        examples = records.map(example, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         # Every pipeline runs ceil(ceil(N / P) / B) batches (B: examples per step here), padded with weight-0 examples.
         padded_size = ceil_div(ceil_div(total, pipelines), pipeline_batch) * pipeline_batch
         padding = tf.data.Dataset.from_tensors(
-            {"images": tf.zeros(image_shape), "labels": tf.constant(0, tf.int32), "weight": tf.constant(0.0)}
+            {image_key: tf.zeros(image_shape), "labels": tf.constant(0, tf.int32), "weight": tf.constant(0.0)}
         ).repeat(padded_size - (end - begin))
         if end > begin:
             examples = _read(builder, f"{split}[{begin}:{end}]").map(
-                lambda ex: {"images": preprocess(ex["image"]), "labels": ex["label"], "weight": tf.constant(1.0)},
+                lambda ex: {image_key: preprocess(ex["image"]), "labels": ex["label"], "weight": tf.constant(1.0)},
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
             examples = examples.concatenate(padding)
@@ -352,11 +364,15 @@ def _with_shape(preprocess: Callable[..., tf.Tensor], image_shape) -> Callable[.
 
 
 def _training_stream(builder, split, begin, end, consumed, base_seed, num_chunks, shuffle_window) -> tf.data.Dataset:
-    """(stream index, undecoded example) of this shard's endless training stream, from example `consumed` on."""
+    """(stream index, undecoded example with its split position "index") of this shard's endless training stream,
+    from example `consumed` on."""
     size = end - begin
     count = min(num_chunks, size)
     bounds = [begin + k * size // count for k in range(count + 1)]
-    chunks = [_read(builder, f"{split}[{lo}:{hi}]") for lo, hi in zip(bounds[:-1], bounds[1:])]
+    chunks = [
+        _read(builder, f"{split}[{lo}:{hi}]").enumerate(start=lo).map(lambda i, ex: {**ex, "index": i})
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
     lengths = tf.constant([_cardinality(c, split) for c in chunks], tf.int64)
     epoch_size = int(tf.reduce_sum(lengths))
     window = epoch_size if shuffle_window is None else shuffle_window
