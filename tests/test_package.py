@@ -29,6 +29,7 @@ RANKS = {
     "goaldriven.config_paths": 0,
     "goaldriven.workdir_lock": 0,
     "goaldriven.weight_decay": 0,
+    "goaldriven.optimizers": 0,
     "goaldriven.spatial": 1,
     "goaldriven.alignment": 1,
     "goaldriven.cells": 2,

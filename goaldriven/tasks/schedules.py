@@ -7,6 +7,13 @@
   AlexNet schedule: 0.01 -> 0.005 (epoch 30) -> 0.001 (epoch 60) -> 0.0005 (epoch 80), 90 epochs (length assumed,
     spec 7.4 [D]); scaled the same way when the batch differs from the reference.
 
+SimCLR schedule (thesis Chapter 3; Chen et al. 2020, Appendix B.1): base = 0.3 x global_batch_size / 256 (4.8 at
+batch 4096), linear warm-up over 10 epochs, then cosine decay to 0 at the end of training (200 epochs):
+  lr(step) = base * (r + (1 - r) * step / W)                     for step < W (W warm-up steps, r the warm-up ratio)
+           = base * (1 + cos(pi * (step - W) / (T - W))) / 2     for W <= step < T (T total steps)
+           = 0                                                    for step >= T
+so the first update uses base * r (r = 1e-4) and step W uses base.
+
 `step` is the optimizer's iteration count (0 before the first update), so epochs [0, 30) use the first value and the
 first step of epoch 30 (0-based) uses the second. Boundaries may be fractional epochs; `steps_per_epoch` may be
 fractional too (ImageNet: 1,281,167 / global batch). Out of scope: the searched models (LSTM Opt, RGC Random,
@@ -183,3 +190,119 @@ def warmup_cosine_decay(
         warmup_steps=warmup_steps,
         decay_steps=max(train_steps, 1),
     )
+
+
+@keras.saving.register_keras_serializable(package="goaldriven")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from warmup_ratio * base to base, then cosine decay to 0 (formula in the module docstring).
+
+    Args:
+      base_learning_rate: the peak rate, reached at step `warmup_steps` (>= 0).
+      warmup_steps: W >= 0 (0: cosine from step 0).
+      total_steps: T > 0, the step at which the rate reaches 0 (and stays); W <= T.
+      warmup_ratio: r in [0, 1], the rate of step 0 as a fraction of base (SimCLR runs: 1e-4).
+      name: schedule name.
+
+    Call args:
+      step: optimizer iteration (scalar, any numeric dtype).
+
+    Returns:
+      float32 scalar learning rate.
+    """
+
+    def __init__(
+        self,
+        base_learning_rate: float,
+        warmup_steps: int,
+        total_steps: int,
+        warmup_ratio: float = 0.0,
+        name: str = "warmup_cosine",
+    ):
+        super().__init__()
+        if not base_learning_rate >= 0:
+            raise ValueError(f"base_learning_rate must be >= 0. Received: {base_learning_rate}")
+        if not total_steps > 0:
+            raise ValueError(f"total_steps must be > 0 (the training steps). Received: {total_steps}")
+        if not 0 <= warmup_steps <= total_steps:
+            raise ValueError(
+                f"warmup_steps must be in [0, total_steps={total_steps}] (fewer warm-up epochs or more training). "
+                f"Received: {warmup_steps}"
+            )
+        if not 0.0 <= warmup_ratio <= 1.0:
+            raise ValueError(
+                f"warmup_ratio must be in [0, 1] (the first step's fraction of base). Received: {warmup_ratio}"
+            )
+        self.base_learning_rate = float(base_learning_rate)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        self.warmup_ratio = float(warmup_ratio)
+        self.name = name
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        base, ratio = self.base_learning_rate, self.warmup_ratio
+        warmup = base * (ratio + (1.0 - ratio) * step / max(self.warmup_steps, 1))
+        progress = ops.minimum(1.0, (step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1))
+        cosine = 0.5 * base * (1.0 + ops.cos(math.pi * progress))
+        value = ops.where(ops.less(step, self.warmup_steps), warmup, cosine)
+        return ops.where(ops.less(step, self.total_steps), value, 0.0)
+
+    def get_config(self):
+        return {
+            "base_learning_rate": self.base_learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "warmup_ratio": self.warmup_ratio,
+            "name": self.name,
+        }
+
+
+def _epochs_to_steps(*, steps_per_epoch: float, epochs: float, warmup_epochs: float) -> tuple[int, int]:
+    """(warm-up steps, total steps): the warm-up rounded, the total rounded up (as `train_steps_for_epochs`)."""
+    if not steps_per_epoch > 0:
+        raise ValueError(
+            f"steps_per_epoch must be > 0 (training examples / global batch). Received: {steps_per_epoch!r}"
+        )
+    if not epochs > 0:
+        raise ValueError(f"epochs must be > 0. Received: {epochs}")
+    if not 0 <= warmup_epochs <= epochs:
+        raise ValueError(f"warmup_epochs must be in [0, epochs={epochs}]. Received: {warmup_epochs}")
+    return int(round(warmup_epochs * steps_per_epoch)), int(math.ceil(epochs * steps_per_epoch))
+
+
+def simclr_schedule(
+    base_learning_rate: float = 0.3,
+    *,
+    global_batch_size: int,
+    reference_batch_size: int = 256,
+    steps_per_epoch: float,
+    epochs: float = 200,
+    warmup_epochs: float = 10,
+    warmup_ratio: float = 1e-4,
+) -> WarmupCosine:
+    """SimCLR's schedule: base x batch / 256 (4.8 at 4096), warm-up from base x warmup_ratio over `warmup_epochs`
+    (rounded to steps), then cosine to 0 at the end of `epochs` (rounded up to steps)."""
+    base = scaled_learning_rate(
+        base_learning_rate, global_batch_size=global_batch_size, reference_batch_size=reference_batch_size
+    )
+    warmup_steps, total_steps = _epochs_to_steps(
+        steps_per_epoch=steps_per_epoch, epochs=epochs, warmup_epochs=warmup_epochs
+    )
+    return WarmupCosine(base, warmup_steps, total_steps, warmup_ratio=warmup_ratio, name="simclr_schedule")
+
+
+def cosine_schedule(
+    base_learning_rate: float,
+    *,
+    global_batch_size: int,
+    reference_batch_size: int,
+    steps_per_epoch: float,
+    epochs: float,
+) -> WarmupCosine:
+    """Cosine decay without warm-up from base x global_batch_size / reference_batch_size to 0 at the end of
+    `epochs` (rounded up to steps)."""
+    base = scaled_learning_rate(
+        base_learning_rate, global_batch_size=global_batch_size, reference_batch_size=reference_batch_size
+    )
+    _, total_steps = _epochs_to_steps(steps_per_epoch=steps_per_epoch, epochs=epochs, warmup_epochs=0)
+    return WarmupCosine(base, 0, total_steps, name="cosine_schedule")
