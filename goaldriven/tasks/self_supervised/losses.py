@@ -40,19 +40,7 @@ Instance recognition (Wu et al. 2018; thesis Eq. 3.13), `instance_recognition_lo
   (b, m, d) per-example negatives (the reference, and what the IR task draws) or (m, d) shared by the whole batch.
   Bank update after the step (`memory_bank_update`): v <- l2n(momentum * v + (1 - momentum) * z), momentum 0.5.
 
-Sparse autoencoder (thesis Eq. 3.12), `sparse_autoencoder_loss`:
-    L = 1/2 mean over all elements (f(x) - x)^2 + lambda * mean|v|,   lambda = 5e-4
-  The thesis writes 1/(2*64^2) ||f(x) - x||^2 per 64x64 image, which leaves the channel sum unspecified (spec
-  Ambiguity 10); the reference averages over every element, channels included (3x smaller than summing channels).
-  We follow the reference, whose learning rates were tuned with it. The sparsity terms agree:
-  (lambda/128) ||v||_1 per image, averaged over the batch, = lambda * mean|v| = the reference's lambda/(b*128) sum|v|.
-
-Depth prediction (spec A4.3), `depth_loss`:
-    d' = (d - mean(d)) / max(std(d), 1/sqrt(P))   per depth map, over its P pixels (std with P - 1, as torch.std)
-    L = 1/2 mean over all elements (prediction - sg(d'))^2
-  Only the target is normalised (the reference normalises the depth map in its dataset, at the final 64x64 size; the
-  prediction is the decoder's raw output). The thesis says "mean-squared error"; the reference takes 0.5 * MSE, and
-  we keep its 1/2 (its learning rate was tuned with it). metrics["depth_mse"] is the plain MSE.
+The reconstruction losses (sparse autoencoder, depth) live with their tasks in reconstruction.py.
 """
 
 # b: per-replica batch, n: global batch, r: replicas, d: embedding size, m: IR negatives, k: MoCo queue length,
@@ -66,8 +54,6 @@ NT_XENT_METRICS = ("contrast_accuracy", "positive_similarity")
 MOCO_METRICS = ("contrast_accuracy", "positive_similarity")
 SIMSIAM_METRICS = ("representation_std",)
 IR_METRICS = ("data_loss", "noise_loss", "positive_similarity")
-AUTOENCODER_METRICS = ("reconstruction_mse", "embedding_l1")
-DEPTH_METRICS = ("depth_mse",)
 
 
 def _dtype(*tensors) -> tf.DType:
@@ -278,53 +264,3 @@ def memory_bank_update(bank_rows, z, momentum: float = 0.5):
     mixed = momentum * bank_rows + (1.0 - momentum) * tf.stop_gradient(z)
     return tf.math.l2_normalize(mixed, axis=-1)
 
-
-def sparse_autoencoder_loss(reconstruction, images, embedding, *, l1: float = 5e-4):
-    """The sparse autoencoder's reconstruction + L1 loss, reference normalisation (module docstring).
-
-    Args:
-      reconstruction: (b, h, w, c) the decoder's output f(x).
-      images: (b, h, w, c) the input x.
-      embedding: (b, e) the bottleneck v (thesis e = 128).
-      l1: lambda (thesis 5e-4).
-
-    Returns:
-      (loss, metrics): metrics "reconstruction_mse" (the plain mean (f(x) - x)^2) and "embedding_l1" (mean|v|).
-    """
-    if isinstance(l1, (int, float)) and l1 < 0:
-        raise ValueError(f"l1 must be >= 0. Received: l1={l1}")
-    reconstruction, images, embedding = _cast(reconstruction, images, embedding)
-    _check_same_shape(reconstruction, images, "reconstruction and images")
-    mse = tf.reduce_mean(tf.square(reconstruction - images))
-    sparsity = tf.reduce_mean(tf.abs(embedding))
-    loss = 0.5 * mse + tf.cast(l1, mse.dtype) * sparsity
-    return loss, _float32({"reconstruction_mse": mse, "embedding_l1": sparsity})
-
-
-def _standardize_per_map(depth: tf.Tensor) -> tf.Tensor:
-    """Each map (all axes but the first) to zero mean, unit std (P - 1 divisor, floored at 1/sqrt(P))."""
-    axes = list(range(1, depth.shape.rank))
-    pixels = tf.cast(tf.reduce_prod(tf.shape(depth)[1:]), depth.dtype)
-    mean = tf.reduce_mean(depth, axis=axes, keepdims=True)
-    variance = tf.reduce_sum(tf.square(depth - mean), axis=axes, keepdims=True) / tf.maximum(pixels - 1.0, 1.0)
-    std = tf.maximum(tf.sqrt(variance), tf.math.rsqrt(pixels))
-    return (depth - mean) / std
-
-
-def depth_loss(prediction, depth):
-    """Depth prediction: 1/2 MSE against the per-map standardised depth (module docstring).
-
-    Args:
-      prediction: (b, h, w, 1) the model's depth map (not normalised).
-      depth: (b, h, w, 1) the true depth map (raw; standardised here per map).
-
-    Returns:
-      (loss, metrics): metrics "depth_mse", the plain mean squared error (= 2 * loss).
-    """
-    prediction, depth = _cast(prediction, depth)
-    _check_same_shape(prediction, depth, "prediction and depth")
-    if depth.shape.rank is not None and depth.shape.rank < 2:
-        raise ValueError(f"depth must be (b, h, w[, 1]). Received shape {depth.shape}")
-    target = tf.stop_gradient(_standardize_per_map(depth))
-    mse = tf.reduce_mean(tf.square(prediction - target))
-    return 0.5 * mse, _float32({"depth_mse": mse})

@@ -355,53 +355,11 @@ def test_memory_bank_update_mixes_and_renormalises():
     assert losses.memory_bank_update(bank.astype(tf.bfloat16.as_numpy_dtype), z).dtype == tf.float32
 
 
-# --- Sparse autoencoder, depth ---------------------------------------------------------------------------------------
-
-
-def test_sparse_autoencoder_loss_matches_the_reference_normalisation():
-    images, reconstruction, embedding = (
-        _normal(2, 8, 8, 3, seed=39),
-        _normal(2, 8, 8, 3, seed=40),
-        _normal(2, 16, seed=41),
-    )
-    loss, metrics = losses.sparse_autoencoder_loss(reconstruction, images, embedding, l1=5e-4)
-    squared = (reconstruction.astype(np.float64) - images) ** 2
-    np.testing.assert_allclose(loss.numpy(), 0.5 * squared.mean() + 5e-4 * np.abs(embedding).mean(), rtol=1e-5)
-    # The thesis' per-image 1/(2 h w) ||f(x) - x||^2 (channels summed) is c times the reference's data term ...
-    thesis_data = np.mean([0.5 * squared[i].sum() / (8 * 8) for i in range(2)])
-    np.testing.assert_allclose(thesis_data, 3 * 0.5 * metrics["reconstruction_mse"].numpy(), rtol=1e-5)
-    # ... while its (lambda / e) ||v||_1, averaged over the batch, is the reference's lambda * mean|v|.
-    thesis_l1 = np.mean([np.abs(embedding[i]).sum() / 16 for i in range(2)])
-    np.testing.assert_allclose(metrics["embedding_l1"].numpy(), thesis_l1, rtol=1e-6)
-
-
-def _standardised_reference(depth):
-    flat = depth.reshape(len(depth), -1).astype(np.float64)
-    std = np.maximum(flat.std(axis=1, ddof=1), 1.0 / np.sqrt(flat.shape[1]))
-    return ((flat - flat.mean(axis=1, keepdims=True)) / std[:, None]).reshape(depth.shape)
-
-
-def test_depth_loss_standardises_each_target_map_not_the_prediction():
-    depth = 5.0 + 2.0 * np.abs(_normal(3, 8, 8, 1, seed=42))
-    depth[2] = 7.0  # a constant map: the std floor keeps it finite (all zeros)
-    prediction = _normal(3, 8, 8, 1, seed=43)
-    loss, metrics = losses.depth_loss(prediction, depth)
-    mse = np.mean((prediction - _standardised_reference(depth)) ** 2)
-    np.testing.assert_allclose(loss.numpy(), 0.5 * mse, rtol=1e-5)
-    np.testing.assert_allclose(metrics["depth_mse"].numpy(), mse, rtol=1e-5)
-    target = _standardised_reference(depth).astype(np.float32)
-    assert losses.depth_loss(target, depth)[0].numpy() < 1e-10
-    assert losses.depth_loss(3.0 * target + 1.0, depth)[0].numpy() > 1.0  # the prediction is not standardised
-    with pytest.raises(ValueError, match="same shape"):
-        losses.depth_loss(prediction[..., 0], depth)
-
-
 # --- All losses: XLA, bfloat16, argument checks -------------------------------------------------------------------------
 
 
 def _cases():
     z1, z2 = _normal(4, 6, seed=44), _normal(4, 6, seed=45)
-    images = _normal(2, 8, 8, 3, seed=46)
     return {
         "nt_xent": (losses.nt_xent_loss, (z1, z2), {}),
         "nt_xent_per_replica": (losses.nt_xent_loss, (z1, z2), {"cross_replica": False}),
@@ -412,8 +370,6 @@ def _cases():
             (_unit(z1), _unit(z2), _unit(_normal(4, 7, 6, seed=50))),
             {"normalizer_z": losses.ir_normalizer(100), "num_examples": 100},
         ),
-        "sparse_autoencoder": (losses.sparse_autoencoder_loss, (images + 0.1, images, z1), {}),
-        "depth": (losses.depth_loss, (images[..., :1], 2.0 + images[..., 1:2]), {}),
     }
 
 
@@ -453,7 +409,6 @@ def test_declared_metric_names_are_what_the_losses_return():
     rng = np.random.default_rng(0)
     z = [tf.constant(rng.normal(size=(4, 3)), tf.float32) for _ in range(4)]
     queue = tf.math.l2_normalize(tf.constant(rng.normal(size=(6, 3)), tf.float32), axis=1)
-    images = tf.constant(rng.normal(size=(2, 4, 4, 3)), tf.float32)
     cases = {
         losses.NT_XENT_METRICS: losses.nt_xent_loss(z[0], z[1]),
         losses.MOCO_METRICS: losses.moco_loss(z[0], z[1], queue),
@@ -461,8 +416,6 @@ def test_declared_metric_names_are_what_the_losses_return():
         losses.IR_METRICS: losses.instance_recognition_loss(
             tf.math.l2_normalize(z[0], axis=1), tf.math.l2_normalize(z[1], axis=1), queue, normalizer_z=2.0,
             num_examples=10),
-        losses.AUTOENCODER_METRICS: losses.sparse_autoencoder_loss(images, images + 1.0, z[0]),
-        losses.DEPTH_METRICS: losses.depth_loss(images[..., :1], images[..., 1:2]),
     }  # fmt: skip
     for names, (_, metrics) in cases.items():
         assert set(metrics) == set(names)
