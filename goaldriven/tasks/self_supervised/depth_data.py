@@ -206,3 +206,8 @@ class DepthData:
             one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
         return dataset.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def num_examples(directory: str) -> int:
+    """Examples (image + depth pairs) in a split directory: what a config's epochs are counted in."""
+    return DepthData(directory=directory).num_train_examples()

@@ -263,4 +263,3 @@ def memory_bank_update(bank_rows, z, momentum: float = 0.5):
     momentum = tf.cast(momentum, bank_rows.dtype)
     mixed = momentum * bank_rows + (1.0 - momentum) * tf.stop_gradient(z)
     return tf.math.l2_normalize(mixed, axis=-1)
-

@@ -4,6 +4,7 @@ code's defaults)."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import gin
 from goaldriven import cli_config, optimizers
@@ -87,3 +88,29 @@ def test_chapter6_simclr_under_information_alignment_aligns_backbone_and_head():
     assert head.denses[0].units == 512 and not head.denses[1].use_bias and head.norms[1] is not None
     hooks = gin.query_parameter("loop.run.hooks")
     assert len(hooks) == 1
+
+
+def test_depth_prediction_config_counts_epochs_in_the_directory_and_trains_a_step(tmp_path):
+    from goaldriven.tasks import train_step
+    from tests.tasks.self_supervised.test_depth_data import _write
+
+    _write(str(tmp_path), n=6)
+    cli_config.parse_gin_config(
+        ["tasks/depth_prediction.gin", "testing/smoke.gin"],
+        [
+            f"DEPTH_DIR = '{tmp_path}'",
+            "CROP_SIZE = 40",
+            "IMAGE_SIZE = 64",
+            "EPOCHS = 2",
+            "TRAIN_STEPS = @schedules.train_steps_for_epochs()",
+        ],
+        clear=True,
+    )
+    assert gin.query_parameter("TRAIN_STEPS/macro.value").scoped_configurable_fn() == 3  # 2 epochs of 6 at batch 4
+    task = cli_config.configured_task()
+    assert task.dataset.num_train_examples() == 6 and task.dataset.crop_size == 40
+    model = task.build_model()
+    train, _ = train_step.build_train_loop(task, model, keras.optimizers.SGD(1e-4), tf.distribute.get_strategy())
+    data = task.train_dataset(global_batch_size=2, input_context=tf.distribute.InputContext(), start_step=0, seed=0)
+    sums = train(iter(data), tf.constant(1))
+    assert np.isfinite(float(sums["loss"])) and float(sums["depth_mse"]) > 0
