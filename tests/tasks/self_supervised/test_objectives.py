@@ -128,7 +128,7 @@ def test_mixed_bfloat16_step_is_finite(name, tmp_path):
     assert np.isfinite(float(sums["loss"]))
 
 
-@pytest.mark.parametrize("name", ["moco", "instance_recognition", "simclr"])
+@pytest.mark.parametrize("name", ["moco", "instance_recognition", pytest.param("simclr", marks=pytest.mark.slow)])
 def test_sigterm_then_resume_is_bit_identical_including_queue_and_bank(name, tmp_path):
     _run(name, tmp_path / "straight", steps=6, jit=True)
     stopped = _run(name, tmp_path / "split", steps=6, jit=True, extra_hooks=[_SigtermAt(3)])
