@@ -128,22 +128,22 @@ def test_mixed_bfloat16_step_is_finite(name, tmp_path):
     assert np.isfinite(float(sums["loss"]))
 
 
-@pytest.mark.parametrize("name", ["moco", "instance_recognition", pytest.param("simclr", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["moco", "instance_recognition", "simclr", "simsiam", "rotnet"])
 def test_sigterm_then_resume_is_bit_identical_including_queue_and_bank(name, tmp_path):
-    _run(name, tmp_path / "straight", steps=6, jit=True)
-    stopped = _run(name, tmp_path / "split", steps=6, jit=True, extra_hooks=[_SigtermAt(3)])
+    _run(name, tmp_path / "straight", steps=4, jit=True)
+    stopped = _run(name, tmp_path / "split", steps=4, jit=True, extra_hooks=[_SigtermAt(3)])
     assert stopped["status"] == "preempted" and stopped["step"] == 3
-    resumed = _run(name, tmp_path / "split", steps=6, jit=True)
+    resumed = _run(name, tmp_path / "split", steps=4, jit=True)
     assert resumed["status"] == "finished"
     a, b = _saved(tmp_path / "straight"), _saved(tmp_path / "split")
     assert a.keys() == b.keys()
-    state = {"moco": "moco_queue", "instance_recognition": "memory_bank", "simclr": "model_variables"}[name]
+    state = {"moco": "moco_queue", "instance_recognition": "memory_bank"}.get(name, "model_variables")
     assert any(n.startswith(state) for n in a)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-@pytest.mark.parametrize("name", ["moco", "instance_recognition", "simclr", "simclr_chapter6"])
+@pytest.mark.parametrize("name", ["moco", "instance_recognition", "simclr", "simclr_chapter6", "simsiam", "rotnet"])
 def test_mirrored_strategy_runs_and_keeps_one_consistent_queue_and_bank(name, tmp_path):
     result = _run(name, tmp_path, steps=2, strategy=strategies.mirrored())
     assert result["status"] == "finished" and np.isfinite(result["train"]["loss"])

@@ -153,3 +153,30 @@ def test_train_step_under_mirrored_strategy(make_task, tmp_path):
     # MirroredStrategy over logical CPUs without XLA (XLA there cannot reach replica variables on the other device),
     # as the loop's own tests do.
     _train(make_task(tmp_path), strategies.mirrored(), jit=False, steps=2)
+
+
+@pytest.mark.parametrize("make_task", [_autoencoder_task, _depth_task], ids=["autoencoder", "depth"])
+def test_sigterm_then_resume_is_bit_identical(make_task, tmp_path):
+    from goaldriven.tasks import loop
+    from tests.tasks.test_hooks import _SigtermAt
+
+    def run(workdir, extra_hooks=()):
+        return loop.run(task=make_task(tmp_path), strategy=strategies.one_device(), workdir=str(workdir),
+                        train_steps=4, global_batch_size=GLOBAL_BATCH, optimizer=keras.optimizers.SGD,
+                        learning_rate=0.01, steps_per_loop=2, checkpoint_every=100, jit_compile=True,
+                        evaluate_at_end=False, hooks=list(extra_hooks), log=lambda _: None)  # fmt: skip
+
+    run(tmp_path / "straight")
+    assert run(tmp_path / "split", [_SigtermAt(3)])["status"] == "preempted"
+    assert run(tmp_path / "split")["status"] == "finished"
+    readers = [tf.train.load_checkpoint(str(tmp_path / d / "checkpoints")) for d in ("straight", "split")]
+
+    def saved(reader):
+        return sorted(
+            n for n in reader.get_variable_to_shape_map() if "VARIABLE_VALUE" in n and "save_counter" not in n
+        )
+
+    names = saved(readers[0])
+    assert names and names == saved(readers[1])
+    for name in names:
+        np.testing.assert_array_equal(readers[0].get_tensor(name), readers[1].get_tensor(name), err_msg=name)
