@@ -130,10 +130,11 @@ def test_mixed_bfloat16_step_is_finite(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["moco", "instance_recognition", "simclr", "simsiam", "rotnet"])
 def test_sigterm_then_resume_is_bit_identical_including_queue_and_bank(name, tmp_path):
-    _run(name, tmp_path / "straight", steps=4, jit=True)
-    stopped = _run(name, tmp_path / "split", steps=4, jit=True, extra_hooks=[_SigtermAt(3)])
+    jit = name == "moco"  # XLA compiles three times per run; the compile itself is tested above for every objective
+    _run(name, tmp_path / "straight", steps=4, jit=jit)
+    stopped = _run(name, tmp_path / "split", steps=4, jit=jit, extra_hooks=[_SigtermAt(3)])
     assert stopped["status"] == "preempted" and stopped["step"] == 3
-    resumed = _run(name, tmp_path / "split", steps=4, jit=True)
+    resumed = _run(name, tmp_path / "split", steps=4, jit=jit)
     assert resumed["status"] == "finished"
     a, b = _saved(tmp_path / "straight"), _saved(tmp_path / "split")
     assert a.keys() == b.keys()
