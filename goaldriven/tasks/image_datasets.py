@@ -21,8 +21,8 @@ Evaluation: pipeline p reads its shard in stored order; every pipeline is padded
 examples of `weight` 0, so each example of the split is seen exactly once with `weight` 1 and nothing is dropped.
 
 Batches: {"images": (b, s, s, 3) float32, "labels": (b,) int32[, "weight": (b,) float32]}, static shapes.
-`tfds_pipeline` also serves other example layouts: a stack of views (b, v, s, s, 3) under another key, and each
-training example's position in the split ("index", from enumerating every chunk at its start offset before the merge).
+`tfds_pipeline` also gives stacks of views (b, v, s, s, 3) and each example's split position ("index": chunks enumerated
+from their start offsets before the merge).
 """
 
 # b: per-replica batch, s: image side
@@ -32,6 +32,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from goaldriven import runtime
 from goaldriven.tasks import image_preprocessing as preprocessing
 
 try:
@@ -39,8 +40,7 @@ try:
 except ImportError:  # Declared in setup.py; only ImageNet and CIFAR-10 need it, so it is reported when they run.
     tfds = None
 
-IMAGENET = "imagenet2012"
-CIFAR10 = "cifar10"
+IMAGENET, CIFAR10 = "imagenet2012", "cifar10"
 _LAST_EPOCH = 2**40
 _ORDER, _AUGMENT = 0, 1
 
@@ -302,18 +302,11 @@ def tfds_pipeline(
     image_key: str = "images",
     with_index: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of one input pipeline (module docstring) from a TFDS builder with an "image" and a "label" feature.
-
-    `preprocess(image, seed)` (training) or `preprocess(image)` (evaluation) maps encoded bytes to a float32 tensor of
-    `image_shape` (one image (s, s, 3) or a stack of views (v, s, s, 3)), stored under `image_key`. With `with_index`,
-    training batches also hold "index": (b,) int64, each example's position in `split`.
-    """
+    """Batches of one input pipeline (module docstring) from a TFDS builder with "image" and "label" features:
+    `preprocess(image, seed)` (training) or `preprocess(image)` (evaluation) maps encoded bytes to float32 of
+    `image_shape` ((s, s, 3) or views (v, s, s, 3)) under `image_key`; `with_index` adds "index" (b,) int64 (training)."""
     context = input_context or tf.distribute.InputContext()
-    if global_batch_size <= 0 or global_batch_size % context.num_replicas_in_sync:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} does not split over {context.num_replicas_in_sync} replicas; "
-            f"use a positive multiple of {context.num_replicas_in_sync}."
-        )
+    runtime.check_global_batch_size(global_batch_size, context.num_replicas_in_sync)
     if not isinstance(num_chunks, int) or num_chunks < 1:
         raise ValueError(f"num_chunks must be a positive int. Received: {num_chunks!r}")
     if shuffle_window is not None and shuffle_window < 1:
