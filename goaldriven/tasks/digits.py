@@ -154,23 +154,11 @@ class DigitsData:
         raw, labels = self.arrays("train")
         raw, labels = tf.constant(raw), tf.constant(labels)
         n = int(labels.shape[0])
-        epochs_per_batch = global_batch_size // n + 2  # epochs one global batch can touch
         s, shift = self.image_size, self.max_shift
 
         def make_global_batch(step, step_seed):
             base_seed = tf.stack([step_seed[0], tf.constant(0, tf.int64)])
-            stream = step * global_batch_size + tf.range(global_batch_size, dtype=tf.int64)  # (g,)
-            epoch, position = stream // n, stream % n
-            first = epoch[0]
-            perms = tf.stack(
-                [
-                    tf.random.experimental.stateless_shuffle(
-                        tf.range(n), image_datasets.fold_seed(base_seed, _ORDER, first + e)
-                    )
-                    for e in range(epochs_per_batch)
-                ]
-            )  # (epochs, n)
-            index = tf.gather_nd(perms, tf.stack([epoch - first, position], axis=1))  # (g,)
+            index = stream_indices(step, base_seed, global_batch_size=global_batch_size, num_examples=n)  # (g,)
             images = tf.gather(raw, index)  # (g, s, s, 1)
             if shift:
                 offsets = tf.random.stateless_uniform(
@@ -236,6 +224,24 @@ class DigitsTask(image_classification.ImageClassificationTask):
             loss_over=loss_over,
             label_smoothing=label_smoothing,
         )
+
+
+def stream_indices(step: tf.Tensor, base_seed: tf.Tensor, *, global_batch_size: int, num_examples: int) -> tf.Tensor:
+    """Training-split indices (g,) of global batch `step`: example i of the stream is perm_e[i mod N], e = i div N,
+    perm_e a stateless shuffle of range(N) seeded by fold_in(base_seed, 0, e) (module docstring)."""
+    n = num_examples
+    stream = step * global_batch_size + tf.range(global_batch_size, dtype=tf.int64)  # (g,)
+    epoch, position = stream // n, stream % n
+    first = epoch[0]
+    perms = tf.stack(
+        [
+            tf.random.experimental.stateless_shuffle(
+                tf.range(n), image_datasets.fold_seed(base_seed, _ORDER, first + e)
+            )
+            for e in range(global_batch_size // n + 2)  # the epochs one global batch can touch
+        ]
+    )  # (epochs, n)
+    return tf.gather_nd(perms, tf.stack([epoch - first, position], axis=1))
 
 
 def normalize(raw: tf.Tensor) -> tf.Tensor:

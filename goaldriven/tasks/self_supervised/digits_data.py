@@ -31,7 +31,7 @@ import tensorflow as tf
 from goaldriven import runtime
 from goaldriven.tasks import digits, image_datasets
 
-_ORDER, _AUGMENT = 0, 1
+_AUGMENT = 1  # (0 is the order's seed stream: digits.stream_indices)
 ROTATIONS = 4
 
 
@@ -116,22 +116,10 @@ class DigitsSSLData:
         raw, labels = self.labelled.arrays("train")  # (n, s, s, 1) in [0, 1]
         raw, labels = tf.constant(raw), tf.constant(labels)
         n = int(labels.shape[0])
-        epochs_per_batch = global_batch_size // n + 2
 
         def make_global_batch(step, step_seed):
             base_seed = tf.stack([step_seed[0], tf.constant(0, tf.int64)])
-            stream = step * global_batch_size + tf.range(global_batch_size, dtype=tf.int64)  # (g,)
-            epoch, position = stream // n, stream % n
-            first = epoch[0]
-            perms = tf.stack(
-                [
-                    tf.random.experimental.stateless_shuffle(
-                        tf.range(n), image_datasets.fold_seed(base_seed, _ORDER, first + e)
-                    )
-                    for e in range(epochs_per_batch)
-                ]
-            )  # (epochs, n)
-            index = tf.gather_nd(perms, tf.stack([epoch - first, position], axis=1))  # (g,)
+            index = digits.stream_indices(step, base_seed, global_batch_size=global_batch_size, num_examples=n)
             images = tf.gather(raw, index)  # (g, s, s, 1)
             augment_seed = image_datasets.fold_seed(base_seed, _AUGMENT, step)
             draws = 1 if self.mode == "rotations" else self.num_views

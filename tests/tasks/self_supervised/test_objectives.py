@@ -1,8 +1,6 @@
 """The self-supervised objectives as tasks of the unchanged loop: XLA, MirroredStrategy, mixed_bfloat16, exact resume
 after SIGTERM (queue and bank included), the MoCo queue (FIFO) and EMA, the instance-recognition bank update."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from goaldriven.tasks.self_supervised import (
     simsiam,
 )
 from tests import strategies
-from tests.tasks.test_hooks import _SigtermAt
+from tests.tasks.test_hooks import _saved, _SigtermAt
 
 SIZE, BATCH = 16, 4
 
@@ -87,12 +85,6 @@ def _run(name, workdir, *, steps, strategy=None, jit=False, extra_hooks=(), log=
         hooks=list(extra_hooks),
         log=log or (lambda _: None),
     )
-
-
-def _saved(workdir):
-    reader = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints"))
-    names = [n for n in reader.get_variable_to_shape_map() if "VARIABLE_VALUE" in n and "save_counter" not in n]
-    return {n: reader.get_tensor(n) for n in names}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
