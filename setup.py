@@ -49,6 +49,7 @@ setuptools.setup(
         "console_scripts": [
             "goaldriven-train=goaldriven.train:run_main",
             "goaldriven-fit=goaldriven.fit_neural:run_main",
+            "goaldriven-identify=goaldriven.identify:run_main",
         ],
     },
 )

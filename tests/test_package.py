@@ -31,14 +31,18 @@ RANKS = {
     "goaldriven.weight_decay": 0,
     "goaldriven.optimizers": 0,
     "goaldriven.spatial": 1,
+    "goaldriven.audio": 1,
     "goaldriven.alignment": 1,
     "goaldriven.cells": 2,
+    "goaldriven.observables": 2,
     "goaldriven.models": 3,
     "goaldriven.tasks": 4,
     "goaldriven.neural_fits": 5,
+    "goaldriven.identification": 5,
     "goaldriven.cli_config": 6,
     "goaldriven.train": 7,
     "goaldriven.fit_neural": 7,
+    "goaldriven.identify": 7,
 }
 ALLOWED_FROM_TASKS_INTO_ALIGNMENT = {"goaldriven.alignment.training"}  # the alignment loop hook
 
@@ -96,7 +100,7 @@ def _group(module: str) -> str:
     return "goaldriven"
 
 
-ENTRY_POINTS = ("goaldriven.train", "goaldriven.fit_neural")  # each defines absl flags: one per process
+ENTRY_POINTS = ("goaldriven.train", "goaldriven.fit_neural", "goaldriven.identify")  # each defines absl flags: one per process
 
 
 @pytest.mark.parametrize("module", [m for m in _modules() if m not in ENTRY_POINTS])
