@@ -14,13 +14,14 @@ observables.h5, assembles the examples (one per layer and run) and runs the clas
 
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up notices (before importing it).
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 import gin
-from goaldriven import cli_config
+from goaldriven import atomic_write, cli_config
 from goaldriven.identification import grid as grid_lib
 
 PROG = "goaldriven-identify"
@@ -33,6 +34,11 @@ _WORKER = flags.DEFINE_string("worker_name", None, "worker: name in progress lin
 _ATTEMPTS = flags.DEFINE_integer("max_attempts", 2, "worker: give a run up after this many failed attempts.")
 _IN_PROCESS = flags.DEFINE_bool(
     "in_process", False, "worker: train runs in this process (saves TF start-up per run; small grids) not subprocesses."
+)
+_TRAIN_FLAGS = flags.DEFINE_multi_string(
+    "train_flag",
+    [],
+    "worker: a goaldriven-train flag added to every run (repeatable), e.g. --train_flag=--strategy=tpu",
 )
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "analyze: folder for results.json, tables and figures.")
 _CLASSIFIERS = flags.DEFINE_list("classifiers", ["svm", "rf", "conv1d"], "analyze: classifiers to run.")
@@ -87,8 +93,9 @@ def _in_process_launcher():
         except Exception as e:  # pylint: disable=broad-except  A failed run is recorded; the worker goes on.
             code = 1
             log(f"{type(e).__name__}: {cli_config.one_line(e)}")
-        with open(os.path.join(run.workdir, "train.log"), "a") as f:
-            f.write(buffer.getvalue())
+        atomic_write.write_text(
+            os.path.join(run.workdir, f"train.{time.strftime('%Y%m%d-%H%M%S')}.log"), buffer.getvalue()
+        )
         return subprocess.CompletedProcess(args=[run.name], returncode=code, stdout=buffer.getvalue())
 
     return launch
@@ -142,6 +149,8 @@ def main(argv: list[str]) -> None:
     elif command == "status":
         _status(spec)
     elif command == "worker":
+        if _IN_PROCESS.value and _TRAIN_FLAGS.value:
+            _fail("--train_flag applies to subprocess runs; drop --in_process (in-process runs train on this CPU).")
         launch = _in_process_launcher() if _IN_PROCESS.value else None
         counts = grid_lib.run_worker(
             grid_lib.expand(spec),
@@ -149,6 +158,7 @@ def main(argv: list[str]) -> None:
             max_runs=_MAX_RUNS.value,
             max_attempts=_ATTEMPTS.value,
             launch=launch,
+            extra_flags=_TRAIN_FLAGS.value,
             log=lambda line: print(line, flush=True),
         )
         print("worker done: " + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)

@@ -28,6 +28,8 @@ import time
 import zlib
 from typing import Callable, Mapping, Sequence
 
+import tensorflow as tf
+
 from goaldriven import atomic_write, workdir_lock
 
 DONE_FILE = "grid_run.json"
@@ -57,10 +59,10 @@ class RunSpec:
 
     def command(self, python: str = sys.executable, extra_flags: Sequence[str] = ()) -> list[str]:
         """The goaldriven-train command line of this run."""
-        args = [python, "-m", "goaldriven.train", f"--workdir={self.workdir}", *extra_flags]
+        args = [python, "-m", "goaldriven.train", f"--workdir={self.workdir}"]
         args += [f"--gin_file={f}" for f in self.gin_files]
         args += [f"--gin_bindings={b}" for b in self.bindings]
-        return args
+        return args + list(extra_flags)  # last: a runtime --gin_file (e.g. runtime/tpu.gin) overrides the task's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,18 +190,18 @@ def expected_examples(spec: GridSpec) -> dict[str, int]:
 
 def run_state(run: RunSpec) -> str:
     """'finished', 'failed' (last attempt failed), or 'pending' (never started, interrupted or running elsewhere)."""
-    if os.path.exists(os.path.join(run.workdir, DONE_FILE)):
+    if tf.io.gfile.exists(os.path.join(run.workdir, DONE_FILE)):
         return "finished"
-    if os.path.exists(os.path.join(run.workdir, FAILED_FILE)):
+    if tf.io.gfile.exists(os.path.join(run.workdir, FAILED_FILE)):
         return "failed"
     return "pending"
 
 
 def _attempts(run: RunSpec) -> int:
     try:
-        with open(os.path.join(run.workdir, FAILED_FILE)) as f:
+        with tf.io.gfile.GFile(os.path.join(run.workdir, FAILED_FILE)) as f:
             return int(json.load(f).get("attempts", 0))
-    except (OSError, ValueError):
+    except (OSError, ValueError, tf.errors.NotFoundError):
         return 0
 
 
@@ -287,20 +289,17 @@ def run_worker(
 
 
 def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
 
 
 def _launch(run: RunSpec, extra_flags: Sequence[str]) -> subprocess.CompletedProcess:
-    os.makedirs(run.workdir, exist_ok=True)
-    log_path = os.path.join(run.workdir, "train.log")
-    with open(log_path, "a") as log_file:
-        process = subprocess.run(
-            run.command(extra_flags=extra_flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        log_file.write(process.stdout)
+    tf.io.gfile.makedirs(run.workdir)
+    started = time.strftime("%Y%m%d-%H%M%S")
+    process = subprocess.run(
+        run.command(extra_flags=extra_flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    atomic_write.write_text(os.path.join(run.workdir, f"train.{started}.{os.getpid()}.log"), process.stdout)
     return process
 
 
@@ -309,7 +308,7 @@ def status(runs: Sequence[RunSpec]) -> dict[str, list[str]]:
     out = {"finished": [], "failed": [], "running": [], "pending": []}
     for run in runs:
         state = run_state(run)
-        if state != "finished" and os.path.isdir(run.workdir) and _busy(run):
+        if state != "finished" and tf.io.gfile.isdir(run.workdir) and _busy(run):
             state = "running"
         out[state].append(run.name)
     return out
