@@ -17,6 +17,7 @@ different runs still differ; the observables file records None as -1 and the see
 """
 
 import dataclasses
+import fnmatch
 import itertools
 import json
 import os
@@ -73,8 +74,9 @@ class GridSpec:
     architectures: {task: {architecture: [gin bindings]}} (e.g. "MODEL = 'knet4'"); the layer count of each
       architecture on each task goes into `layer_counts` for the example-count formula.
     rules: {rule: [gin files]} (e.g. rules/chapter6/sgdm.gin).
-    overrides: {"architecture/rule" or "task/architecture/rule": [bindings]} applied last (e.g. AlexNet's 10x lower
-      SGDM rate).
+    overrides: {"task/architecture/rule" pattern: [bindings]} applied last, in the dict's order, to every run whose
+      "task/architecture/rule" matches the pattern (fnmatch: "*/alexnet/sgdm", "cifar10/*/ia"); a two-part pattern
+      "architecture/rule" means "*/architecture/rule". E.g. AlexNet's 10x lower SGDM rate.
     bindings: applied to every run after the task, model and rule files (e.g. EPOCHS, the observables' epochs).
     observables: gin files that add the recorder (gin/identification/observables.gin).
     layer_counts: {task: {architecture: number of observed layers}}, for `expected_examples` (optional).
@@ -125,6 +127,19 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _overrides(overrides: Mapping[str, Sequence[str]], task: str, arch: str, rule: str) -> list[str]:
+    out = []
+    for pattern, bindings in overrides.items():
+        parts = pattern.split("/")
+        if len(parts) == 2:
+            parts = ["*", *parts]
+        if len(parts) != 3:
+            raise ValueError(f"override key {pattern!r} is not 'task/architecture/rule' (or 'architecture/rule').")
+        if all(fnmatch.fnmatchcase(value, p) for value, p in zip((task, arch, rule), parts)):
+            out.extend(bindings)
+    return out
+
+
 def expand(spec: GridSpec) -> list[RunSpec]:
     """Every run of the grid, in a fixed order (task, architecture, rule, batch size, model seed, dataset seed)."""
     runs = []
@@ -147,8 +162,7 @@ def expand(spec: GridSpec) -> list[RunSpec]:
                         f"OBSERVABLES_MODEL_SEED = {-1 if mseed is None else int(mseed)}",
                         f"OBSERVABLES_DATASET_SEED = {-1 if dseed is None else int(dseed)}",
                         *spec.bindings,
-                        *spec.overrides.get(f"{arch}/{rule}", ()),
-                        *spec.overrides.get(f"{task}/{arch}/{rule}", ()),
+                        *_overrides(spec.overrides, task, arch, rule),
                     ]
                     runs.append(
                         RunSpec(

@@ -20,7 +20,7 @@ def _spec(root, **kwargs):
         batch_sizes=(2, 4),
         model_seeds=(None, 0),
         dataset_seeds=(None,),
-        overrides={"knet5/fa": ["BASE_LEARNING_RATE = 0.5"]},
+        overrides={"knet5/fa": ["BASE_LEARNING_RATE = 0.5"], "digits/*/*": ["EPOCHS = 3"]},
         layer_counts={"cifar": {"knet4": 4, "knet5": 5}, "digits": {"knet4": 4}},
     )
     base.update(kwargs)
@@ -41,6 +41,9 @@ def test_expand_counts_names_and_bindings(tmp_path):
         f"DATASET_SEED = {grid.derived_seed(run.name, 'dataset')}"
     ]  # ... and runs with a fixed derived seed
     assert run.workdir == os.path.join(str(tmp_path), run.name)
+    digits = [r for r in runs if r.task == "digits"]
+    assert all(r.bindings[-1] == "EPOCHS = 3" for r in digits)
+    assert not any("EPOCHS = 3" in r.bindings for r in runs if r.task != "digits")
     assert run.curriculum == (4, None)
 
 
@@ -81,6 +84,8 @@ def test_bad_grids_are_refused_in_one_line(tmp_path):
         _spec(tmp_path, architectures={"cifar": {"knet4": []}})
     with pytest.raises(ValueError, match="repeated runs"):
         grid.expand(_spec(tmp_path, batch_sizes=(2, 2)))
+    with pytest.raises(ValueError, match="is not 'task/architecture/rule'"):
+        grid.expand(_spec(tmp_path, overrides={"a/b/c/d": []}))
     with pytest.raises(ValueError, match="layer_counts lacks"):
         grid.expected_examples(_spec(tmp_path, layer_counts={}))
 
