@@ -47,7 +47,6 @@ why the baseband sizes matter on a TPU too. The same layer works inside tf.data.
 # b: batch, t: samples, k: rFFT bins, f: filters (channels), p: baseband FFT size, o: output frames,
 # d: baseband samples per output frame, u: frame shifts of the banded downsampling
 import functools
-import math
 
 import keras
 import numpy as np
@@ -84,25 +83,44 @@ def downsample_kernel(factor, window_size=1001):
     return np.kaiser(window_size, 5.0) * np.sinc(times / factor) / factor
 
 
-def _validate(sample_rate, envelope_rate, low_lim, high_lim, n, sample_factor, compression, duration, window_size,
-              envelope_oversample):
+def _validate(
+    sample_rate,
+    envelope_rate,
+    low_lim,
+    high_lim,
+    n,
+    sample_factor,
+    compression,
+    duration,
+    window_size,
+    envelope_oversample,
+):
     signal_length = round(duration * sample_rate)
     problems = [
         (sample_rate <= 0 or envelope_rate <= 0, "sample_rate and envelope_rate must be positive"),
         (sample_rate % envelope_rate != 0, "sample_rate must be a multiple of envelope_rate (integer stride)"),
-        (abs(signal_length - duration * sample_rate) > 1e-6 or signal_length < 2,
-         "duration * sample_rate must be an integer number (>= 2) of samples"),
-        (signal_length % max(sample_rate // envelope_rate, 1) != 0,
-         "duration * envelope_rate must be an integer number of frames"),
+        (
+            abs(signal_length - duration * sample_rate) > 1e-6 or signal_length < 2,
+            "duration * sample_rate must be an integer number (>= 2) of samples",
+        ),
+        (
+            signal_length % max(sample_rate // envelope_rate, 1) != 0,
+            "duration * envelope_rate must be an integer number of frames",
+        ),
         (not 0 <= low_lim < high_lim, "need 0 <= low_lim < high_lim"),
         (high_lim > sample_rate / 2, "high_lim must not exceed the Nyquist frequency sample_rate / 2"),
         (int(n) != n or n < 1, "n must be a positive integer"),
-        (int(sample_factor) != sample_factor or sample_factor < 1 or (sample_factor > 1 and sample_factor % 2),
-         "sample_factor must be 1 or a positive even integer (pycochleagram's strict rule)"),
+        (
+            int(sample_factor) != sample_factor or sample_factor < 1 or (sample_factor > 1 and sample_factor % 2),
+            "sample_factor must be 1 or a positive even integer (pycochleagram's strict rule)",
+        ),
         (compression not in COMPRESSIONS, f"compression must be one of {COMPRESSIONS}"),
         (int(window_size) != window_size or window_size < 1, "window_size must be a positive integer"),
-        (envelope_oversample is not None and (int(envelope_oversample) != envelope_oversample or envelope_oversample < 1),
-         "envelope_oversample must be None (exact) or a positive integer"),
+        (
+            envelope_oversample is not None
+            and (int(envelope_oversample) != envelope_oversample or envelope_oversample < 1),
+            "envelope_oversample must be None (exact) or a positive integer",
+        ),
     ]
     for bad, message in problems:
         if bad:
@@ -180,8 +198,17 @@ def _plan(signal_length, sample_rate, envelope_rate, low_lim, high_lim, n, sampl
         bins = starts[members][:, None] + np.arange(width)[None, :]  # (f_g, l)
         values = filters[members[:, None], np.minimum(bins, filters.shape[1] - 1)] * (bins < filters.shape[1])
         weights, u_lo = _banded_downsampling(signal_length, stride, window_size, d)
-        groups.append(dict(start=starts[members].astype(np.int32), values=values.astype(np.float32), width=width,
-                           size=n_out * d, d=d, weights=weights.astype(np.float32), u_lo=u_lo))
+        groups.append(
+            dict(
+                start=starts[members].astype(np.int32),
+                values=values.astype(np.float32),
+                width=width,
+                size=n_out * d,
+                d=d,
+                weights=weights.astype(np.float32),
+                u_lo=u_lo,
+            )
+        )
     return groups, n_out
 
 
@@ -198,19 +225,49 @@ def clipped_point3(x):
     return y, grad
 
 
-def cochleagram(waveforms, sample_rate=20000, envelope_rate=200, low_lim=20, high_lim=8000, n=50, sample_factor=4,
-                compression="clipped_point3", duration=2.0, window_size=1001, envelope_oversample=None):
+def cochleagram(
+    waveforms,
+    sample_rate=20000,
+    envelope_rate=200,
+    low_lim=20,
+    high_lim=8000,
+    n=50,
+    sample_factor=4,
+    compression="clipped_point3",
+    duration=2.0,
+    window_size=1001,
+    envelope_oversample=None,
+):
     """Cochleagrams (b, f, o, 1) float32 of waveforms (b, t) float32, t = duration * sample_rate (static)."""
-    signal_length = _validate(sample_rate, envelope_rate, low_lim, high_lim, n, sample_factor, compression, duration,
-                              window_size, envelope_oversample)
+    signal_length = _validate(
+        sample_rate,
+        envelope_rate,
+        low_lim,
+        high_lim,
+        n,
+        sample_factor,
+        compression,
+        duration,
+        window_size,
+        envelope_oversample,
+    )
     waveforms = tf.convert_to_tensor(waveforms, tf.float32)
     if waveforms.shape.rank != 2 or waveforms.shape[-1] != signal_length:
         raise ValueError(
             f"Cochleagram: expected waveforms (batch, {signal_length}) for duration={duration} at "
             f"sample_rate={sample_rate}. Received shape {waveforms.shape}"
         )
-    groups, n_out = _plan(signal_length, sample_rate, envelope_rate, float(low_lim), float(high_lim), int(n),
-                          int(sample_factor), int(window_size), envelope_oversample)
+    groups, n_out = _plan(
+        signal_length,
+        sample_rate,
+        envelope_rate,
+        float(low_lim),
+        float(high_lim),
+        int(n),
+        int(sample_factor),
+        int(window_size),
+        envelope_oversample,
+    )
     spectrum = tf.signal.rfft(waveforms)  # (b, k) complex64
     real, imag = tf.math.real(spectrum), tf.math.imag(spectrum)
     n_bins = spectrum.shape[-1]
@@ -221,6 +278,12 @@ def cochleagram(waveforms, sample_rate=20000, envelope_rate=200, low_lim=20, hig
         band = tf.complex(tf.gather(real, bins, axis=1) * values, tf.gather(imag, bins, axis=1) * values)
         band = tf.pad(band, [[0, 0], [0, 0], [0, g["size"] - g["width"]]])  # (b, f_g, p)
         envelope = tf.abs(tf.signal.ifft(band)) * (g["size"] / signal_length)  # (b, f_g, p) = |analytic| / 2
+        if g["size"] == signal_length:  # full rate: tfcochleagram's strided SAME convolution, as it is
+            kernel = tf.constant(downsample_kernel(g["d"], window_size)[:, None, None], tf.float32)  # (w, 1, 1)
+            flat = tf.reshape(envelope, [-1, signal_length, 1])  # (b f_g, t, 1)
+            out = tf.nn.conv1d(flat, kernel, stride=g["d"], padding="SAME")  # (b f_g, o, 1)
+            outputs.append(tf.reshape(out, [-1, envelope.shape[1], n_out]))
+            continue
         frames = tf.reshape(envelope, [-1, envelope.shape[1], n_out, g["d"]])  # (b, f_g, o, d)
         weights = g["weights"]  # (o, u, d)
         n_shift = weights.shape[1]
@@ -254,27 +317,60 @@ class Cochleagram(keras.layers.Layer):
     Reference: spec 6.5; tfcochleagram.cochleagram_graph (Feather et al.), pycochleagram (McDermott lab).
     """
 
-    def __init__(self, sample_rate=20000, envelope_rate=200, low_lim=20, high_lim=8000, n=50, sample_factor=4,
-                 compression="clipped_point3", duration=2.0, window_size=1001, envelope_oversample=None, **kwargs):
+    def __init__(
+        self,
+        sample_rate=20000,
+        envelope_rate=200,
+        low_lim=20,
+        high_lim=8000,
+        n=50,
+        sample_factor=4,
+        compression="clipped_point3",
+        duration=2.0,
+        window_size=1001,
+        envelope_oversample=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.sample_rate, self.envelope_rate = sample_rate, envelope_rate
         self.low_lim, self.high_lim, self.n, self.sample_factor = low_lim, high_lim, n, sample_factor
         self.compression, self.duration, self.window_size = compression, duration, window_size
         self.envelope_oversample = envelope_oversample
-        _validate(sample_rate, envelope_rate, low_lim, high_lim, n, sample_factor, compression, duration, window_size,
-                  envelope_oversample)
+        _validate(
+            sample_rate,
+            envelope_rate,
+            low_lim,
+            high_lim,
+            n,
+            sample_factor,
+            compression,
+            duration,
+            window_size,
+            envelope_oversample,
+        )
 
     def _kwargs(self):
-        return dict(sample_rate=self.sample_rate, envelope_rate=self.envelope_rate, low_lim=self.low_lim,
-                    high_lim=self.high_lim, n=self.n, sample_factor=self.sample_factor, compression=self.compression,
-                    duration=self.duration, window_size=self.window_size, envelope_oversample=self.envelope_oversample)
+        return dict(
+            sample_rate=self.sample_rate,
+            envelope_rate=self.envelope_rate,
+            low_lim=self.low_lim,
+            high_lim=self.high_lim,
+            n=self.n,
+            sample_factor=self.sample_factor,
+            compression=self.compression,
+            duration=self.duration,
+            window_size=self.window_size,
+            envelope_oversample=self.envelope_oversample,
+        )
 
     def call(self, waveforms):
         return cochleagram(waveforms, **self._kwargs())
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], *output_shape(self.sample_rate, self.envelope_rate, self.n, self.sample_factor,
-                                              self.duration))
+        return (
+            input_shape[0],
+            *output_shape(self.sample_rate, self.envelope_rate, self.n, self.sample_factor, self.duration),
+        )
 
     def get_config(self):
         return {**super().get_config(), **self._kwargs()}

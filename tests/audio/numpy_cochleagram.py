@@ -75,7 +75,9 @@ def downsample(envs, sr, env_sr, window_size=1001):
     return np.maximum(out[:, :n_out], 0.0)
 
 
-def cochleagram(signal, sr=20000, env_sr=200, low_lim=20, hi_lim=8000, n=50, sample_factor=4, compression="clipped_point3"):
+def cochleagram(
+    signal, sr=20000, env_sr=200, low_lim=20, hi_lim=8000, n=50, sample_factor=4, compression="clipped_point3"
+):
     """One clip (signal_length,) -> cochleagram (n_filters, signal_length * env_sr / sr), float64."""
     signal = np.asarray(signal, dtype=np.float64)
     filts, _ = erb_filters(signal.shape[0], sr, n, low_lim, hi_lim, sample_factor)
