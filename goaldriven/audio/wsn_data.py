@@ -120,9 +120,13 @@ def write_shards(
             extras = {k: example[k] for k in ("speaker", "source", "snr_db") if k in example}
             writers[i % num_shards].write(encode_example(waveform, word, **extras))
             counts[i % num_shards] += 1
-    finally:
-        for writer in writers:
+    except BaseException:
+        for writer, tmp in zip(writers, temporary):
             writer.close()
+            tf.io.gfile.remove(tmp)
+        raise
+    for writer in writers:
+        writer.close()
     for tmp, path in zip(temporary, paths):
         tf.io.gfile.rename(tmp, path, overwrite=True)
     metadata["splits"][split] = {"shards": counts}

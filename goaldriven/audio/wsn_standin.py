@@ -22,7 +22,7 @@ Mixture (clip i of a split, from default_rng((seed, 2, split id, i))): word = i 
   a speaker of the split, a noise kind and an SNR from `snrs_db`, both uniform;
       SNR = 10 log10(mean(speech^2) / mean(noise^2))   over the whole clip;
   noise scaled to that SNR, then speech and noise scaled together to RMS `rms`. The null class is the noise alone at
-  RMS `rms` (speech exactly 0, speaker -1, SNR NaN).
+  RMS `rms` (speech exactly 0, speaker -1, SNR NaN), white or pink only: babble is made of words.
 
 `WSNStandInData` writes the clips once to TFRecords in the documented WSN format (docs/wsn_format.md) under a folder
 named by the settings' hash, and reads them back with `wsn_data.WSNData`, so the real reader is what trains.
@@ -198,12 +198,14 @@ def make_clip(settings: StandInSettings, split: str, index: int) -> dict:
         raise ValueError(f"split must be one of {tuple(SPLIT_IDS)}. Received: {split!r}")
     rng = np.random.default_rng((settings.seed, 2, SPLIT_IDS[split], index))
     word = index % settings.num_classes
-    kind = settings.noise_kinds[int(rng.integers(len(settings.noise_kinds)))]
     n = settings.num_samples
-    if word == settings.null_label:
+    if word == settings.null_label:  # no word energy: babble (made of words) is never a null clip's noise
+        kinds = [k for k in settings.noise_kinds if k != "babble"] or ["white"]
+        kind = kinds[int(rng.integers(len(kinds)))]
         noise = make_noise(settings, kind, split, rng) * settings.rms
         speech, speaker, snr = np.zeros(n), -1, float("nan")
     else:
+        kind = settings.noise_kinds[int(rng.integers(len(settings.noise_kinds)))]
         speaker = int(rng.integers(settings.speakers(split)))
         snr = float(settings.snrs_db[int(rng.integers(len(settings.snrs_db)))])
         utterance = synthesize_word(settings, word, speaker_spec(settings, split, speaker), rng)
