@@ -71,7 +71,9 @@ class StandInSettings:
         if self.num_words < 1 or self.num_train_speakers < 1 or self.num_test_speakers < 1:
             raise ValueError(f"num_words and the speaker counts must be >= 1. Received: {self}")
         if self.num_samples < int(WORD_SECONDS * 1.25 * self.sample_rate) + 1:
-            raise ValueError(f"duration {self.duration} s is too short for a word ({WORD_SECONDS * 1.25} s at rate 0.8)")
+            raise ValueError(
+                f"duration {self.duration} s is too short for a word ({WORD_SECONDS * 1.25} s at rate 0.8)"
+            )
         unknown = set(self.noise_kinds) - set(NOISE_KINDS)
         if unknown or not self.noise_kinds or not self.snrs_db:
             raise ValueError(f"noise_kinds must be a non-empty subset of {NOISE_KINDS} and snrs_db non-empty: {self}")

@@ -11,26 +11,21 @@ pipeline, so the model, the loss, the evaluation and the observables recorder al
 {"images": (b, c, f, 1), "labels"[, "weight"]} (c cochlear channels, f frames). The front end is
 `audio.cochleagram.Cochleagram(**cochleagram_kwargs)` unless a `frontend` callable is given (tests).
 
-Models: `build_model` builds a zoo model (`models.zoo.build_model`) for the cochleagram's shape (h, w, 1) instead of the
-zoo's square RGB input: the zoo model is built once as a template at 32 px and re-created from its config at the audio
-shape (the convs' input channels and AlexNet's fc6 fan-in follow the input; everything else is the template's, which
-`build_model` checks).
+Models: any feedforward zoo model built for the cochleagram's shape (h, w, 1) instead of the zoo's square RGB input,
+`models.zoo_shaped.build_model(name, input_shape=(203, 400, 1), num_classes=794)`.
 """
 
 # b: batch, n: samples, c: cochlear channels, f: frames, k: classes
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import keras
 import tensorflow as tf
 
-from goaldriven.alignment import binding
-from goaldriven.models import zoo
 from goaldriven.tasks import image_classification
 
 NUM_CLASSES = 794  # 793 words + null (audio.wsn_data.NUM_CLASSES)
 INPUT_SHAPE = (203, 400, 1)  # (c, f, 1) of 2 s at 20 kHz with the spec's front end
-TEMPLATE_SIZE = 32  # side of the square template build (AlexNet's minimum)
 THESIS_COCHLEAGRAM = dict(
     sample_rate=20000,
     envelope_rate=200,
@@ -48,45 +43,6 @@ def make_frontend(**cochleagram_kwargs: Any) -> Callable[[tf.Tensor], tf.Tensor]
     from goaldriven.audio import cochleagram  # pylint: disable=g-import-not-at-top  (optional until it is merged)
 
     return cochleagram.Cochleagram(**cochleagram_kwargs)
-
-
-@binding.builds_under_rule
-def build_model(
-    name: str,
-    *,
-    input_shape: Sequence[int] = INPUT_SHAPE,
-    num_classes: int = NUM_CLASSES,
-    weight_decay: float | None = None,
-    learning_rule: Any = None,
-) -> keras.Model:
-    """The zoo model `name` (feedforward: ResNets, AlexNets, small ResNets) built for (None, *input_shape) inputs.
-
-    Args:
-      name: a feedforward name of `models.zoo.model_names()`.
-      input_shape: (height, width, channels) of the cochleagram, e.g. (203, 400, 1).
-      num_classes: outputs (WSN: 794).
-      weight_decay: the backbone's TF1 lambda (None: the zoo default, 1e-4 ResNets / 5e-4 AlexNets, as for ImageNet).
-      learning_rule: as in `zoo.build_model` (None or "bp" is backprop).
-    """
-    input_shape = tuple(int(s) for s in input_shape)
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (height, width, channels) of positive ints. Received: {input_shape}")
-    template = zoo.build_model(
-        name,
-        num_classes=num_classes,
-        image_size=TEMPLATE_SIZE,
-        weight_decay=weight_decay,
-        learning_rule=learning_rule,
-    )
-    config = template.get_config()
-    model = type(template).from_config(config)
-    model(keras.KerasTensor((None, *input_shape)))
-    if model.get_config() != config or len(model.weights) != len(template.weights):
-        raise ValueError(
-            f"zoo model {name!r} does not re-create from its config ({type(template).__name__}); build it with "
-            "input_shape support in models/zoo.py instead."
-        )
-    return model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +89,7 @@ class WSNTask(image_classification.ImageClassificationTask):
     """WSN word recognition (module docstring).
 
     Args:
-      model_fn: returns a built keras.Model for (None, c, f, 1) cochleagrams (e.g. `build_model` bound in gin).
+      model_fn: returns a built keras.Model for (None, c, f, 1) cochleagrams (`models.zoo_shaped.build_model` in gin).
       dataset: waveform data (`audio.wsn_data.WSNData(data_dir)` for the corpus, `WSNStandInData()` for the
         stand-in); its `num_classes` must match the model.
       frontend: (b, n) -> (b, c, f, 1) callable (default: `make_frontend(**cochleagram_kwargs)`).

@@ -15,7 +15,9 @@ N, K = 16, 5  # samples per clip, classes
 def _examples(count, seed=0):
     rng = np.random.default_rng(seed)
     waves = rng.uniform(-0.9, 0.9, size=(count, N)).astype(np.float32)
-    return [{"waveform": w, "word": i % K, "speaker": i % 3, "source": "white", "snr_db": 5.0} for i, w in enumerate(waves)]
+    return [
+        {"waveform": w, "word": i % K, "speaker": i % 3, "source": "white", "snr_db": 5.0} for i, w in enumerate(waves)
+    ]
 
 
 def _write(path, train=23, test=7, train_shards=3, test_shards=2):
@@ -112,9 +114,13 @@ def test_errors_name_the_problem_and_the_fix(tmp_path):
     _write(tmp_path / "b")
     with pytest.raises(ValueError, match="fewer shards than the 4 input pipelines"):
         ctx = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=3, num_replicas_in_sync=4)
-        wsn_data.WSNData(str(tmp_path / "b")).train_dataset(global_batch_size=4, input_context=ctx, start_step=0, seed=0)
+        wsn_data.WSNData(str(tmp_path / "b")).train_dataset(
+            global_batch_size=4, input_context=ctx, start_step=0, seed=0
+        )
     os.remove(tmp_path / "b" / "wsn-test-00001-of-00002.tfrecord")
-    with pytest.raises(FileNotFoundError, match="1 of the 2 'test' shards are missing, first .*wsn-test-00001-of-00002"):
+    with pytest.raises(
+        FileNotFoundError, match="1 of the 2 'test' shards are missing, first .*wsn-test-00001-of-00002"
+    ):
         wsn_data.WSNData(str(tmp_path / "b")).num_eval_examples()
     meta = json.loads((tmp_path / "b" / "wsn-metadata.json").read_text())
     (tmp_path / "b" / "wsn-metadata.json").write_text(json.dumps({**meta, "version": 9}))

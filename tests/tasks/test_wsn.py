@@ -4,14 +4,15 @@ one training step through the loop on fabricated records, and the gin files' rec
 import functools
 import math
 
-import gin
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import gin
 from goaldriven import cli_config
 from goaldriven.audio import wsn_data
+from goaldriven.models import zoo_shaped
 from goaldriven.tasks import loop, wsn
 from tests import strategies
 from tests.audio.standin_frontend import stft_frontend
@@ -32,7 +33,7 @@ def _records(path, train=16, test=6):
 @pytest.mark.parametrize("name, shape", [("small_resnet8", (8, 10, 1)), ("resnet18_v1", (32, 40, 1)),
                                          ("alexnet", (40, 48, 1))])  # fmt: skip
 def test_zoo_models_are_rebuilt_for_one_channel_cochleagrams_with_794_outputs(name, shape):
-    model = wsn.build_model(name, input_shape=shape, num_classes=794)
+    model = zoo_shaped.build_model(name, input_shape=shape, num_classes=794)
     first_kernel = next(w for w in model.weights if len(w.shape) == 4)
     assert first_kernel.shape[2] == 1  # one input channel
     logits = model(tf.zeros((2, *shape)), training=False)["logits"]
@@ -43,7 +44,7 @@ def test_zoo_models_are_rebuilt_for_one_channel_cochleagrams_with_794_outputs(na
 
 
 def test_build_model_keeps_the_learning_rule():
-    model = wsn.build_model("small_resnet8", input_shape=(8, 10, 1), num_classes=11, learning_rule="fa")
+    model = zoo_shaped.build_model("small_resnet8", input_shape=(8, 10, 1), num_classes=11, learning_rule="fa")
     assert any("backward" in w.path or "feedback" in w.path for w in model.weights)
 
 
@@ -51,7 +52,7 @@ def test_build_model_keeps_the_learning_rule():
 def test_batches_are_cochleagrams_and_one_training_step_runs(tmp_path):
     data = _records(tmp_path / "data")
     task = wsn.WSNTask(
-        model_fn=functools.partial(wsn.build_model, "small_resnet8", input_shape=(8, 10, 1)),
+        model_fn=functools.partial(zoo_shaped.build_model, "small_resnet8", input_shape=(8, 10, 1), num_classes=794),
         dataset=data,
         frontend=stft_frontend,
         eval_batch_size=4,
