@@ -22,6 +22,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from goaldriven.audio import cochleagram
 from goaldriven.tasks import image_classification
 
 NUM_CLASSES = 794  # 793 words + null (audio.wsn_data.NUM_CLASSES)
@@ -40,8 +41,6 @@ THESIS_COCHLEAGRAM = dict(
 
 def make_frontend(**cochleagram_kwargs: Any) -> Callable[[tf.Tensor], tf.Tensor]:
     """The cochleagram layer of goaldriven/audio/cochleagram.py: (b, n) float32 -> (b, c, f, 1) float32."""
-    from goaldriven.audio import cochleagram  # pylint: disable=g-import-not-at-top  (optional until it is merged)
-
     return cochleagram.Cochleagram(**cochleagram_kwargs)
 
 
