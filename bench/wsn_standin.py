@@ -5,10 +5,7 @@ Runs gin/experiments/wsn_standin__small_resnet8.gin (goaldriven/audio/wsn_standi
 and 440 test clips written as WSN TFRecords and read back by the real reader) with `goaldriven.tasks.loop.run`,
 evaluating the untrained model (evaluate_at_start) and the trained one on every test clip. Chance is 1/11.
 
-Front end: goaldriven/audio/cochleagram.py with the experiment's settings when it is importable; otherwise a labelled
-STAND-IN front end defined here (magnitude STFT, 32 ms Hann frames every 20 ms, pooled into 39 triangular bands
-equally spaced in ERB-number between 50 and 3500 Hz, 0.3 power compression; 39 x 50 like the cochleagram settings).
-The JSON says which one ran ("frontend").
+Front end: goaldriven/audio/cochleagram.py with the experiment's settings (39 x 50 x 1 cochleagrams).
 
   nice -n 10 python -m bench.wsn_standin --out bench/results/wsn_standin.json   (from the repo root)
 """
@@ -24,24 +21,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = "experiments/wsn_standin__small_resnet8.gin"
 
 
-def stft_band_frontend(waveforms, sample_rate=8000, channels=39, frames=50, low=50.0, high=3500.0):
-    """STAND-IN front end (not a cochleagram): (b, n) -> (b, channels, frames, 1), see the module docstring."""
-    import numpy as np  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    n = int(waveforms.shape[-1])
-    step, length = n // frames, int(0.032 * sample_rate)
-    spectra = tf.abs(tf.signal.stft(waveforms, length, step, fft_length=256, pad_end=True))[:, :frames]  # (b, f, k)
-    freqs = np.linspace(0.0, sample_rate / 2, spectra.shape[-1])
-    erb = lambda f: 21.4 * np.log10(1 + 0.00437 * f)  # noqa: E731
-    centres = np.linspace(erb(low), erb(high), channels + 2)
-    e = erb(freqs)[:, None]
-    weights = np.clip(np.minimum((e - centres[None, :-2]) / (centres[1:-1] - centres[:-2]),
-                                 (centres[None, 2:] - e) / (centres[2:] - centres[1:-1])), 0.0, None)  # fmt: skip
-    bands = tf.matmul(spectra, tf.constant(weights, tf.float32))  # (b, f, c)
-    return tf.transpose(bands, [0, 2, 1])[..., None] ** 0.3  # (b, c, f, 1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results", "wsn_standin.json"))
@@ -55,14 +34,7 @@ def main() -> None:
     from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
     from goaldriven.tasks import loop  # pylint: disable=g-import-not-at-top
 
-    try:
-        from goaldriven.audio import cochleagram  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-
-        frontend, bindings = "goaldriven.audio.cochleagram (experiment settings)", []
-    except ImportError:
-        gin.external_configurable(stft_band_frontend, name="stft_band_frontend")
-        frontend = "STAND-IN STFT band front end (bench/wsn_standin.py; goaldriven/audio/cochleagram.py not present)"
-        bindings = ["wsn.WSNTask.cochleagram_kwargs = None", "wsn.WSNTask.frontend = @stft_band_frontend"]
+    frontend, bindings = "goaldriven.audio.cochleagram (the experiment's settings)", []
     with tempfile.TemporaryDirectory() as scratch:
         cache = args.cache_dir or os.path.join(scratch, "data")
         bindings += [f"TRAIN_STEPS = {args.train_steps}", f"wsn_standin.WSNStandInData.cache_dir = '{cache}'"]
