@@ -35,7 +35,7 @@ _STATE = threading.local()
 
 
 class ObservedLayer(NamedTuple):
-    name: str  # unique within the model (the layer's path)
+    name: str  # unique within the model: the layer's path below the model
     layer: keras.layers.Layer
     kind: str  # "conv" | "dense"
     is_head: bool
@@ -70,6 +70,8 @@ def observed_layers(model: keras.layers.Layer, exclude: tuple[str, ...] = ()) ->
             continue
         seen.add(id(layer))
         name = layer.path or layer.name
+        if name.startswith(f"{model.name}/"):
+            name = name[len(model.name) + 1 :]  # relative to the model: the same in every process of the run
         if name in exclude or layer.name in exclude:
             continue
         base, index = name, 1
