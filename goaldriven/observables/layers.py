@@ -3,8 +3,8 @@
 Reference: spec ch5_ch6 Section 11.3 (per layer: forward kernel, output, layer-wise activity change), A17, A18.
 
 Observed layers: every `keras.layers.Conv2D` and `keras.layers.Dense` (plain or the aligned subclasses of
-goaldriven/alignment/layers.py), in the order the forward pass first calls them (`order_by_calls`; the tracking
-order before that). Not observed: separable and depthwise convs (none in the Chapter 6 architectures, and their
+goaldriven/alignment/layers.py), in the order the forward pass first calls them (`order_by_calls` eagerly; the
+recorder from a trace of its replica step; `observed_layers` alone gives Keras' tracking order). Not observed: separable and depthwise convs (none in the Chapter 6 architectures, and their
 forward kernel is two tensors), transposed convs, normalisation layers. A self-supervised model (an object with
 `backbone` and a dict `heads`, goaldriven/models/heads.py) flags the heads' layers `is_head` (always "deep" in the
 layer-position one-hot) and drops the backbone's unused readout (its last dense layer: "logits" in the ResNets,

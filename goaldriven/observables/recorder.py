@@ -130,15 +130,7 @@ class ObservablesRecorder(hooks.LoopHook):
         if self._batch_fn is not None:
             return
         model, strategy = state.model, state.strategy
-        found = observed.observed_layers(model, self.exclude_layers)
-        probe = next(
-            iter(
-                self.data.eval_dataset(
-                    global_batch_size=self.eval_batch_size, input_context=tf.distribute.InputContext()
-                )
-            )
-        )
-        self._layers = observed.order_by_calls(model, self.inputs_fn(probe), found)
+        self._layers = self._call_order(model, strategy, observed.observed_layers(model, self.exclude_layers))
         w_wanted, a_wanted, g_wanted = self._wanted
 
         @tf.function
@@ -189,6 +181,31 @@ class ObservablesRecorder(hooks.LoopHook):
 
         self._weights_fn, self._batch_fn = weights_fn, batch_fn
 
+    def _dataset(self, strategy):
+        return strategy.distribute_datasets_from_function(
+            lambda ctx: self.data.eval_dataset(global_batch_size=self.eval_batch_size, input_context=ctx)
+        )
+
+    def _call_order(self, model, strategy, found: list) -> list:
+        """`found` in the order the forward pass calls them, from a trace of the replica step (nothing runs)."""
+        orders = []
+
+        def probe(batch):
+            with observed.recording(found, gradients=False) as rec:
+                model(self.inputs_fn(batch), training=False)
+            orders.append((list(rec.order), [len(calls) for calls in rec.calls]))
+            return tf.constant(0)
+
+        with observed.installed(found):
+            tf.function(lambda b: strategy.run(probe, args=(b,))).get_concrete_function(
+                self._dataset(strategy).element_spec
+            )
+        order, counts = orders[0]
+        missing = [o.name for o, count in zip(found, counts) if not count]
+        if missing:
+            raise ValueError(f"observed layers {missing} are not called by the model's forward pass; exclude them.")
+        return [found[i] for i in order]
+
     def _measure(self, x, wanted, layer: int, measure: str, key) -> tf.Tensor:
         """(b, Sw or Sa, P): each wanted (fn, stat) of x (b, n) under each perturbation."""
         per_p = []
@@ -211,9 +228,7 @@ class ObservablesRecorder(hooks.LoopHook):
         "stimuli": the number of validation stimuli, for the current weights."""
         self._prepare(state)
         strategy = state.strategy
-        dataset = strategy.distribute_datasets_from_function(
-            lambda ctx: self.data.eval_dataset(global_batch_size=self.eval_batch_size, input_context=ctx)
-        )
+        dataset = self._dataset(strategy)
         sums: dict[str, np.ndarray] = {}
         with observed.installed(self._layers):
             out = {"weights": self._weights_fn().numpy().astype(np.float64)}

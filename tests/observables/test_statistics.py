@@ -42,10 +42,13 @@ def test_names_counts_and_order():
         stats.check_names(["weights_raw_mode"])
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["signed", "nonnegative"])
 @pytest.mark.parametrize("n", [1, 2, 7, 10, 33])
-def test_every_statistic_matches_numpy(n):
+def test_every_statistic_matches_numpy(n, relu):
     rng = np.random.default_rng(n)
     x = rng.normal(size=(3, n)).astype(np.float32) + 0.3
+    if relu:  # the single-sort path for non-negative tensors
+        x = np.maximum(x, 0.0) + (n == 1)
     wanted = [(fn, s) for fn in stats.FUNCTIONS for s in stats.STATS]
     got = stats.unit_statistics(tf.constant(x), wanted)
     for fn, s in wanted:
