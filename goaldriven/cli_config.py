@@ -84,11 +84,37 @@ def parse_gin_config(
         ) from e
     finally:
         logging.set_verbosity(verbosity)
+    add_extra_hooks()
     if check_bindings:
         check_macro_bindings(bindings)
     check_macro_values()
     warn_unused_file_macros(files)
     return files
+
+
+EXTRA_HOOKS = "EXTRA_HOOKS"
+_LOOP_HOOKS = "goaldriven.tasks.loop.run.hooks"
+
+
+def add_extra_hooks() -> None:
+    """Appends the hooks of macro EXTRA_HOOKS to loop.run's own (those a task or rule file binds), keeping both.
+
+    A gin binding replaces a list; a file that adds a capability to any run (the observables recorder of
+    gin/identification/observables.gin) sets `EXTRA_HOOKS = [@...]` instead of `loop.run.hooks`, and this puts its
+    hooks after the configured ones (e.g. a rule's AlignmentTraining).
+    """
+    try:
+        extra = gin.query_parameter(f"{EXTRA_HOOKS}/macro.value")
+    except ValueError:
+        return
+    try:
+        base = gin.query_parameter(_LOOP_HOOKS)
+    except ValueError:
+        base = []
+    if not isinstance(extra, list | tuple):
+        raise ConfigError(f"macro {EXTRA_HOOKS} must be a list of hooks, e.g. [@recorder.ObservablesRecorder()].")
+    with gin.unlock_config():
+        gin.bind_parameter(_LOOP_HOOKS, [*(base or []), *extra])
 
 
 def parse_gin(prog: str, gin_files: Sequence[str], bindings: Sequence[str]) -> list[str]:
@@ -136,7 +162,7 @@ def warn_unused_file_macros(files: Sequence[str]) -> list[str]:
     """Warns (stderr) about macros set in the user's own files (not the packaged configs, which serve several tasks)
     that no config reads, as the command line refuses them."""
     config = gin.config_str()
-    used = set(re.findall(r"%([A-Z][A-Z0-9_]*)", config))
+    used = set(re.findall(r"%([A-Z][A-Z0-9_]*)", config)) | {EXTRA_HOOKS}  # read by add_extra_hooks
     roots = [str(root) + os.sep for root in config_paths.gin_roots()]
     warnings = []
     for path in files:

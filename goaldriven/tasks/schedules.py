@@ -125,6 +125,12 @@ def imagenet_steps_per_epoch(global_batch_size: int, num_examples: int = IMAGENE
     return num_examples / global_batch_size
 
 
+def whole_steps_per_epoch(global_batch_size: int, num_examples: int = IMAGENET_TRAIN_EXAMPLES) -> int:
+    """Whole optimizer steps per epoch (rounded down, at least 1): epoch e is reached at step e x this value, which
+    never passes `train_steps_for_epochs(e)` (rounded up). Hooks that act per epoch (the observables recorder) use it."""
+    return max(1, int(imagenet_steps_per_epoch(global_batch_size, num_examples)))
+
+
 def resnet_schedule(
     base_learning_rate: float = 0.1,
     *,

@@ -84,6 +84,14 @@ class CochleagramData:
         )
 
 
+def cochleagram_data(waveforms: Any, cochleagram_kwargs: dict | None = None) -> CochleagramData:
+    """`waveforms` with the front end applied (`THESIS_COCHLEAGRAM` by default): the WSN validation data of hooks that
+    read cochleagrams themselves (the observables recorder), built as WSNTask builds its own."""
+    return CochleagramData(
+        waveforms, make_frontend(**(THESIS_COCHLEAGRAM if cochleagram_kwargs is None else cochleagram_kwargs))
+    )
+
+
 class WSNTask(image_classification.ImageClassificationTask):
     """WSN word recognition (module docstring).
 
