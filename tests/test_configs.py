@@ -42,22 +42,30 @@ def _smoke_batch(task):
 
 
 def _tiny_bindings(path):
-    """ConvRNNs and BaseNets at 1/16 width (the feedforward ResNets/AlexNet have no width option; built at 32 px)."""
+    """ConvRNNs and BaseNets at 1/16 width (the feedforward ResNets/AlexNet/KNets have no width option; built at 32 px)."""
     text = open(path).read()
-    if "models/zoo.gin" in text and not any(f"MODEL = '{m}" in text for m in ("alexnet", "resnet", "small_resnet")):
+    if "models/zoo.gin" in text and not any(
+        f"MODEL = '{m}" in text for m in ("alexnet", "resnet", "small_resnet", "knet")
+    ):
         return [os.path.join(REPO, "gin", "models", "zoo_tiny.gin")]
     return []
 
 
-FAST_CHAPTER6 = ("simclr_ch6__resnet18_v1__ia.gin", "simclr_ch6__alexnet__sgdm.gin")
+FAST_CHAPTER6 = (
+    "simclr_ch6__resnet18_v1__ia.gin",
+    "simclr_ch6__alexnet__sgdm.gin",
+    "cifar10_ch6__knet4_lrn__ia.gin",
+    "cifar_synthetic__knet5__fa.gin",
+)
+CHAPTER6_GRIDS = ("simclr_ch6__", "cifar10_ch6__", "cifar_synthetic__")
 
 
 def _marked(path):
     """The deep ResNets (50/101/152, 8-60 s each on 2 cores) are slow tests; their ResNet-18 rows stay in the fast suite.
-    Of the 16 Chapter 6 SimCLR files (one recipe, 4 models x 4 rules) two stay in the fast suite."""
+    Of each Chapter 6 grid of files (one recipe, 4 models x 4 rules) two stay in the fast suite."""
     name = os.path.basename(path)
     deep = any(f"resnet{depth}" in name for depth in (50, 101, 152))
-    chapter6 = name.startswith("simclr_ch6__") and name not in FAST_CHAPTER6
+    chapter6 = name.startswith(CHAPTER6_GRIDS) and name not in FAST_CHAPTER6
     return pytest.param(path, marks=pytest.mark.slow) if deep or chapter6 else path
 
 

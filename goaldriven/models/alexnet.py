@@ -18,6 +18,11 @@ Initialisers (spec 5.5): conv kernels Glorot uniform with bias 1.0; fc kernels T
 
 Features are the outputs of each numbered layer (after its pool, where it has one; fc6/fc7 after ReLU, before dropout).
 
+Chapter 6 AlexNet / AlexNet-LRN (`build_alexnet_ch6`; spec ch5 6.2, A22): the same layers with conv biases 0 and conv4
+of kernel 4 (as written in the reference code; the standard is 3), LRN only in the LRN variant. 77,042,024 parameters
+at 224 x 224 x 3 (conv4 adds 7 x 384 x 384 = 1,032,192 weights). Inputs may be non-square and single-channel (the
+203 x 400 x 1 cochleagrams of the Word-Speaker-Noise task): `image_size=(h, w)`, `channels=1`.
+
 Learning rules (thesis Chapter 5-6, spec ch5 3, 6.2): convs and fc layers come from the factories of
 goaldriven/alignment/layers.py: `build_alexnet(..., learning_rule="ia")` gives aligned layers (each with a backward
 kernel; the alignment path uses each layer's own ReLU), the default (None, backprop) the plain Keras layers. LRN has
@@ -30,6 +35,7 @@ from keras import ops
 
 from goaldriven.alignment import binding
 from goaldriven.alignment import layers as aligned_layers
+from goaldriven.models import input_shape
 from goaldriven.models.local_response_normalization import LocalResponseNormalization
 from goaldriven.weight_decay import tf1_l2
 
@@ -46,9 +52,11 @@ class AlexNet(keras.Model):
       weight_decay: TF1 lambda (lambda * sum(w^2) / 2) on conv and fc kernels; 0 disables it. Thesis: 5e-4.
       dropout: dropout rate before fc7 and fc8 (1 - keep_prob). Thesis: 0.5.
       use_lrn: apply LRN after conv1 and conv2 (the thesis model does; False gives the LRN-free variant).
+      conv_bias: initial value of the conv biases (Chapter 2: 1.0; Chapter 6: 0).
+      conv4_kernel_size: conv4's kernel side (Chapter 2: 3; Chapter 6: 4, A22).
 
     Call args:
-      images: (b, h, w, 3) float, already normalised; h, w >= 32.
+      images: (b, h, w, c) float, already normalised; h, w >= 32.
       training: enables dropout.
 
     Returns:
@@ -56,7 +64,16 @@ class AlexNet(keras.Model):
        "fc6": (b, 4096), "fc7": (b, 4096)}}.
     """
 
-    def __init__(self, num_classes=1000, weight_decay=5e-4, dropout=0.5, use_lrn=True, **kwargs):
+    def __init__(
+        self,
+        num_classes=1000,
+        weight_decay=5e-4,
+        dropout=0.5,
+        use_lrn=True,
+        conv_bias=1.0,
+        conv4_kernel_size=3,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
@@ -68,6 +85,8 @@ class AlexNet(keras.Model):
         self.weight_decay = weight_decay
         self.dropout = dropout
         self.use_lrn = use_lrn
+        self.conv_bias = float(conv_bias)
+        self.conv4_kernel_size = conv4_kernel_size
 
         def conv(filters, size, strides=1, padding="same", name=None):
             return aligned_layers.conv2d(
@@ -77,7 +96,7 @@ class AlexNet(keras.Model):
                 padding=padding,
                 activation="relu",
                 kernel_initializer="glorot_uniform",
-                bias_initializer=keras.initializers.Constant(1.0),
+                bias_initializer=keras.initializers.Constant(conv_bias),
                 kernel_regularizer=tf1_l2(weight_decay),
                 name=name,
             )
@@ -95,7 +114,7 @@ class AlexNet(keras.Model):
         self.conv1 = conv(96, 11, strides=4, padding="valid", name="conv1")
         self.conv2 = conv(256, 5, name="conv2")
         self.conv3 = conv(384, 3, name="conv3")
-        self.conv4 = conv(384, 3, name="conv4")
+        self.conv4 = conv(384, conv4_kernel_size, name="conv4")
         self.conv5 = conv(256, 3, name="conv5")
         self.lrn1 = LocalResponseNormalization(5, 1.0, 1e-4, 0.75, name="lrn1") if use_lrn else None
         self.lrn2 = LocalResponseNormalization(5, 1.0, 1e-4, 0.75, name="lrn2") if use_lrn else None
@@ -142,6 +161,8 @@ class AlexNet(keras.Model):
                 "weight_decay": self.weight_decay,
                 "dropout": self.dropout,
                 "use_lrn": self.use_lrn,
+                "conv_bias": self.conv_bias,
+                "conv4_kernel_size": self.conv4_kernel_size,
             }
         )
         return config
@@ -149,18 +170,48 @@ class AlexNet(keras.Model):
 
 @binding.builds_under_rule
 def build_alexnet(
-    num_classes=1000, weight_decay=5e-4, dropout=0.5, image_size=224, use_lrn=True, learning_rule=None
+    num_classes=1000,
+    weight_decay=5e-4,
+    dropout=0.5,
+    image_size=224,
+    use_lrn=True,
+    learning_rule=None,
+    channels=3,
+    conv_bias=1.0,
+    conv4_kernel_size=3,
+    name="alexnet",
 ) -> AlexNet:
-    """Builds AlexNet with all weights created for `image_size` px square inputs (fc6's fan-in depends on it).
+    """Builds AlexNet with all weights created for (None, h, w, channels) inputs (fc6's fan-in depends on h, w).
 
-    At 224 px (the default, spec 11.1 variant (a)) the model has 76,009,832 parameters. `learning_rule`: None or "bp"
-    (backprop), a rule name/abbreviation or a `LearningRule`: the layers are aligned layers trained under that rule
-    (bound by alignment/binding.py).
+    `image_size`: an int (square) or (h, w). At 224 px (the default, spec 11.1 variant (a)) the Chapter 2 model has
+    76,009,832 parameters. `learning_rule`: None or "bp" (backprop), a rule name/abbreviation or a `LearningRule`: the
+    layers are aligned layers trained under that rule (bound by alignment/binding.py).
     """
-    if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"image_size must be an int >= {MIN_IMAGE_SIZE}. Received: {image_size!r}")
+    try:
+        height, width = input_shape.image_hw(image_size)
+    except ValueError:
+        height = width = 0
+    if min(height, width) < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size must be an int >= {MIN_IMAGE_SIZE} or an (h, w) pair of them. Received: {image_size!r}"
+        )
     model = AlexNet(
-        num_classes=num_classes, weight_decay=weight_decay, dropout=dropout, use_lrn=use_lrn, name="alexnet"
+        num_classes=num_classes,
+        weight_decay=weight_decay,
+        dropout=dropout,
+        use_lrn=use_lrn,
+        conv_bias=conv_bias,
+        conv4_kernel_size=conv4_kernel_size,
+        name=name,
     )
-    model(keras.KerasTensor((None, image_size, image_size, 3)))
+    model(keras.KerasTensor((None, height, width, input_shape.check_channels(channels))))
     return model
+
+
+def build_alexnet_ch6(use_lrn=False, **kwargs) -> AlexNet:
+    """The Chapter 6 AlexNet (use_lrn=False) or AlexNet-LRN: conv biases 0, conv4 kernel 4 (module docstring).
+
+    Other arguments as `build_alexnet` (weight_decay 5e-4, dropout 0.5, image_size, channels, learning_rule).
+    """
+    name = "alexnet_ch6_lrn" if use_lrn else "alexnet_ch6"
+    return build_alexnet(use_lrn=use_lrn, conv_bias=0.0, conv4_kernel_size=4, name=name, **kwargs)

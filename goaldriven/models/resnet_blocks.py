@@ -217,3 +217,37 @@ class BottleneckV2(ResidualBlock):
         x = ops.relu(self.bn1(self.conv1(preact), training=training))  # (b, h, w, d)
         x = ops.relu(self.bn2(self.conv2(pad_for_stride(x, 3, self.strides)), training=training))  # (b, h/s, w/s, d)
         return shortcut + self.conv3(x)  # (b, h / s, w / s, 4d)
+
+
+@keras.saving.register_keras_serializable(package="goaldriven")
+class BasicBlockV2(ResidualBlock):
+    """Pre-activation basic block of TF official `resnet_model` v2 (ResNet-18/34 v2, thesis Chapter 6; spec ch5 6.1).
+    See ResidualBlock for the arguments.
+
+        p = relu(BN(x));  y = s + conv_3x3(relu(BN(conv_3x3/stride(p))))
+        s = conv_1x1/stride(p) when `projection` (the first block of every stage), else x
+
+    No conv biases and no BN on the shortcut, as in TF official.
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(filters, **kwargs)
+        if self.strides != 1 and not self.projection:
+            raise ValueError("BasicBlockV2 with strides 2 needs projection=True (TF official projects every stride).")
+        self.preact_bn = self._bn("preact_bn")
+        self.conv1 = self._conv(filters, 3, self.strides, alignment_relu=True, name="conv1")
+        self.bn1 = self._bn("bn1")
+        self.conv2 = self._conv(filters, 3, name="conv2")
+        if self.projection:
+            self.shortcut_conv = self._conv(filters, 1, self.strides, name="shortcut_conv")
+
+    def build(self, input_shape):
+        c, d = input_shape[-1], self.filters
+        pairs = [(self.preact_bn, c), (self.conv1, c), (self.bn1, d), (self.conv2, d)]
+        self._build_sublayers(pairs + ([(self.shortcut_conv, c)] if self.projection else []))
+
+    def call(self, inputs, training=False):
+        preact = ops.relu(self.preact_bn(inputs, training=training))  # (b, h, w, c)
+        shortcut = self.shortcut_conv(preact) if self.projection else inputs  # (b, h / s, w / s, d)
+        x = ops.relu(self.bn1(self.conv1(pad_for_stride(preact, 3, self.strides)), training=training))
+        return shortcut + self.conv2(x)  # (b, h / s, w / s, d)

@@ -1,4 +1,5 @@
-"""ResNets of thesis Chapter 2 (spec ch2 5.6, 5.7, 11.1): v1 (post-activation) and v2 (TF-Slim pre-activation).
+"""ResNets of thesis Chapters 2 and 6 (spec ch2 5.6, 5.7, 11.1; ch5 6.1): v1 (post-activation) and v2
+(pre-activation: TF-Slim bottlenecks for 50/101/152, TF official basic blocks for 18/34).
 
 References: He et al. (2016a), "Deep Residual Learning for Image Recognition" (v1); He et al. (2016b), "Identity
 Mappings in Deep Residual Networks" (v2), as laid out in TF-Slim `resnet_v2`.
@@ -14,7 +15,18 @@ v2 (50/101/152: bottleneck blocks, TF-Slim):
     unit:        p = relu(BN(x));  r = conv_1x1 -> 4d, with bias (relu(BN(conv_3x3/stride(relu(BN(conv_1x1(p) -> d))))))
                  y = s + r, with s = conv_1x1/stride(p) (with bias) when the depth changes, else x[:, ::stride, ::stride]
     head:        relu(BN(x)) ("postnorm") before the global average pool. Stride 2 in the LAST unit of stages 1-3.
-Both: stage widths d = 64, 128, 256, 512; global average pool; dense logits.
+v2 (18/34: basic blocks, TF official `resnet_model` v2, the ResNet-18v2/34v2 of thesis Chapter 6; TF-Slim has no
+    18/34): stem x = maxpool_3x3/2(conv_7x7/2(x) -> 64), no bias, BN or ReLU;
+                 unit: p = relu(BN(x)); y = s + conv_3x3(relu(BN(conv_3x3/stride(p)))), no conv biases;
+                 s = conv_1x1/stride(p) in the FIRST block of EVERY stage (stage 1 too), else x; stride 2 in the
+                 first block of stages 2-4; the same postnorm head. Layers (convs + dense): 22 (18) and 38 (34).
+Chapter 6 v1 (`first_stage_projection=True`, zoo `resnet18_v1_ch6`/`resnet34_v1_ch6`, spec ch5 6.1): the TPU reference
+    also projects in the first block of stage 1 (64 -> 64), giving the chapter's 22 and 38 layers (the torchvision
+    layout of Chapter 2 has 21 and 37); with BN momentum 0.9 and decayed dense bias in the zoo.
+All: stage widths d = 64, 128, 256, 512; global average pool; dense logits. Any h, w >= 32 and any channel count
+(`build_resnet(..., channels=1)`; the weights do not depend on h, w): 224 px (v1), 299 px (v2 on ImageNet) or the
+203 x 400 x 1 cochleagrams of the WSN task. Initialisers are He normal for every conv, v2-18/34 included (TF official:
+`variance_scaling_initializer()`, scale 1; BN sits between every pair of convs, so only the initial scale differs).
 
 Stride-2 convs use the fixed symmetric padding of TF-Slim/TF official (pad k - 1, then VALID); stride-1 convs are
 SAME; max pools are SAME. BN is cross-replica (`synchronized=True`), momentum 0.997 and epsilon 1e-5 (A-15).
@@ -36,20 +48,29 @@ from keras import ops
 
 from goaldriven.alignment import binding
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.models import resnet_blocks
+from goaldriven.models import input_shape, resnet_blocks
 
 # depth -> (block kind, blocks per stage)
 STAGES = {
     1: {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))},
-    2: {50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))},
+    2: {
+        18: ("basic", (2, 2, 2, 2)),
+        34: ("basic", (3, 4, 6, 3)),
+        50: ("bottleneck", (3, 4, 6, 3)),
+        101: ("bottleneck", (3, 4, 23, 3)),
+        152: ("bottleneck", (3, 8, 36, 3)),
+    },
 }
 WIDTHS = (64, 128, 256, 512)
 MIN_IMAGE_SIZE = 32
+# The Chapter 6 v1 ResNets (TPU reference, spec ch5 6.1): L2 on the dense bias too (v1 convs have none), momentum 0.9.
+CH6_V1 = {"first_stage_projection": True, "bn_momentum": 0.9, "decay_biases": True}
 
 
 BLOCKS = {
     (1, "basic"): resnet_blocks.BasicBlockV1,
     (1, "bottleneck"): resnet_blocks.BottleneckV1,
+    (2, "basic"): resnet_blocks.BasicBlockV2,
     (2, "bottleneck"): resnet_blocks.BottleneckV2,
 }
 
@@ -59,15 +80,16 @@ class ResNet(resnet_blocks.Regularized, keras.Model):
     """A v1 or v2 ImageNet ResNet: images -> logits and named features.
 
     Args:
-      depth: 18, 34 or 50 for version 1; 50, 101 or 152 for version 2.
-      version: 1 (post-activation, He et al. 2016a) or 2 (pre-activation, TF-Slim).
+      depth: 18, 34 or 50 for version 1; 18, 34, 50, 101 or 152 for version 2.
+      version: 1 (post-activation, He et al. 2016a) or 2 (pre-activation: TF official for 18/34, TF-Slim for 50+).
       num_classes: number of output classes (ImageNet: 1000; Slim's 1001 background class is not used).
       weight_decay: TF1 lambda on conv and dense kernels (module docstring); 0 disables it.
       decay_biases: also decay conv and dense biases.
       bn_momentum, bn_epsilon: BatchNormalization settings (A-15: 0.997, 1e-5).
+      first_stage_projection: v1 only: a projection shortcut in the first block of stage 1 too (Chapter 6 TPU layout).
 
     Call args:
-      images: (b, h, w, 3) float, already normalised; h, w >= 32.
+      images: (b, h, w, c) float, already normalised; h, w >= 32.
       training: BN mode.
 
     Returns:
@@ -84,6 +106,7 @@ class ResNet(resnet_blocks.Regularized, keras.Model):
         decay_biases=False,
         bn_momentum=0.997,
         bn_epsilon=1e-5,
+        first_stage_projection=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -97,23 +120,28 @@ class ResNet(resnet_blocks.Regularized, keras.Model):
             raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
         self.depth = depth
         self.version = version
+        if first_stage_projection and version != 1:
+            raise ValueError("first_stage_projection is a v1 option (v2-18/34 always project there); drop it for v2.")
         self.num_classes = num_classes
+        self.first_stage_projection = bool(first_stage_projection)
         self._make_layers_config(weight_decay, decay_biases, bn_momentum, bn_epsilon)
 
-        self.stem_conv = self._conv(64, 7, 2, use_bias=version == 2, alignment_relu=True, name="stem_conv")
-        self.stem_bn = self._bn("stem_bn") if version == 1 else None
-        self.stem_pool = keras.layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")
         kind, counts = STAGES[version][depth]
         block_cls = BLOCKS[(version, kind)]
+        slim = version == 2 and kind == "bottleneck"  # else the TF official / torchvision stage layout
+        self.stem_conv = self._conv(64, 7, 2, use_bias=slim, alignment_relu=True, name="stem_conv")
+        self.stem_bn = self._bn("stem_bn") if version == 1 else None
+        self.stem_pool = keras.layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")
+        project_first = version == 2 or self.first_stage_projection
         self.blocks, channels = [], 64
         for i, (width, count) in enumerate(zip(WIDTHS, counts)):
             for j in range(count):
-                if version == 1:
-                    strides = 2 if i > 0 and j == 0 else 1
-                else:
+                if slim:
                     strides = 2 if i < len(WIDTHS) - 1 and j == count - 1 else 1
+                else:
+                    strides = 2 if i > 0 and j == 0 else 1
                 out_channels = width * block_cls.expansion
-                projection = out_channels != channels or (version == 1 and strides != 1)
+                projection = out_channels != channels or (not slim and (strides != 1 or (project_first and j == 0)))
                 block = block_cls(
                     width,
                     strides=strides,
@@ -160,6 +188,7 @@ class ResNet(resnet_blocks.Regularized, keras.Model):
         config = super().get_config()
         config.update({"depth": self.depth, "version": self.version, "num_classes": self.num_classes})
         config.update(self._regularization_config())
+        config["first_stage_projection"] = self.first_stage_projection
         return config
 
 
@@ -173,8 +202,11 @@ def build_resnet(
     bn_epsilon=1e-5,
     decay_biases=False,
     learning_rule=None,
+    channels=3,
+    first_stage_projection=False,
+    name=None,
 ) -> ResNet:
-    """Builds a ResNet with all weights created (the weights do not depend on the image size).
+    """Builds a ResNet with all weights created for `channels`-channel inputs (the weights do not depend on h, w).
 
     `learning_rule`: None or "bp" (backprop), a rule name or abbreviation ("sa", "information_alignment") or an
     `alignment.rules.LearningRule`: the convs and the logits layer are aligned layers trained under that rule (bound
@@ -188,9 +220,10 @@ def build_resnet(
         decay_biases=decay_biases,
         bn_momentum=bn_momentum,
         bn_epsilon=bn_epsilon,
-        name=f"resnet{depth}_v{version}",
+        first_stage_projection=first_stage_projection,
+        name=name or f"resnet{depth}_v{version}",
     )
-    model(keras.KerasTensor((None, None, None, 3)))
+    model(keras.KerasTensor((None, None, None, input_shape.check_channels(channels))))
     return model
 
 
@@ -200,6 +233,24 @@ def resnet18_v1(**kwargs) -> ResNet:
 
 def resnet34_v1(**kwargs) -> ResNet:
     return build_resnet(34, 1, **kwargs)
+
+
+def resnet18_v1_ch6(**kwargs) -> ResNet:
+    """Chapter 6 ResNet-18 (TPU reference v1, spec ch5 6.1): stage-1 projection, BN momentum 0.9, decayed dense bias."""
+    return build_resnet(18, 1, **{**CH6_V1, **kwargs}, name="resnet18_v1_ch6")
+
+
+def resnet34_v1_ch6(**kwargs) -> ResNet:
+    """Chapter 6 ResNet-34 (as resnet18_v1_ch6)."""
+    return build_resnet(34, 1, **{**CH6_V1, **kwargs}, name="resnet34_v1_ch6")
+
+
+def resnet18_v2(**kwargs) -> ResNet:
+    return build_resnet(18, 2, **kwargs)
+
+
+def resnet34_v2(**kwargs) -> ResNet:
+    return build_resnet(34, 2, **kwargs)
 
 
 def resnet50_v1(**kwargs) -> ResNet:

@@ -1,5 +1,9 @@
-"""Every image model of the library by name: the ConvRNN zoo and BaseNets (convrnn_zoo), AlexNet, the ResNets, and
-the small CIFAR ResNets of the learning-rule experiments (small_resnets).
+"""Every image model of the library by name: the ConvRNN zoo and BaseNets (convrnn_zoo), AlexNet, the ResNets, the
+small CIFAR ResNets of the learning-rule experiments (small_resnets), and the architectures of the learning-rule
+identification dataset of thesis Chapter 6 (spec ch5 6.1-6.3, 11.1): ResNet-18/34 v1 (`resnet18_v1_ch6`,
+`resnet34_v1_ch6`: TPU layout with a stage-1 projection) and v2 (`resnet18_v2`, `resnet34_v2`), AlexNet and
+AlexNet-LRN (`alexnet_ch6`, `alexnet_ch6_lrn`: conv4 kernel 4, conv bias 0; `alexnet` is the Chapter 2 model), and
+KNet4/KNet5 with and without LRN (`knet4`, `knet4_lrn`, `knet5`, `knet5_lrn`).
 
 `build_model(name, ...)` is what gin binds (`gin/models/zoo.gin`), what `MODEL` names, and what neural-fit reports
 print. All models follow the library's contract: `model(images, training=...)` returns
@@ -18,22 +22,36 @@ from typing import Any, Callable
 import keras
 
 from goaldriven.alignment import binding
-from goaldriven.models import alexnet, convrnn_zoo, resnets, small_resnets
+from goaldriven.models import alexnet, convrnn_zoo, input_shape, knet, resnets, small_resnets
 
 FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "alexnet": alexnet.build_alexnet,
     "alexnet_nolrn": alexnet.build_alexnet,  # use_lrn=False: the Chapter 6 "AlexNet" beside "AlexNet-LRN"
     "resnet18_v1": resnets.resnet18_v1,
     "resnet34_v1": resnets.resnet34_v1,
+    "resnet18_v1_ch6": resnets.resnet18_v1_ch6,
+    "resnet34_v1_ch6": resnets.resnet34_v1_ch6,
+    "resnet18_v2": resnets.resnet18_v2,
+    "resnet34_v2": resnets.resnet34_v2,
     "resnet50_v1": resnets.resnet50_v1,
     "resnet50_v2": resnets.resnet50_v2,
     "resnet101_v2": resnets.resnet101_v2,
     "resnet152_v2": resnets.resnet152_v2,
+    "alexnet_ch6": alexnet.build_alexnet_ch6,  # Chapter 6 "AlexNet" (no LRN)
+    "alexnet_ch6_lrn": alexnet.build_alexnet_ch6,  # Chapter 6 "AlexNet-LRN"
+    "knet4": knet.build_knet,
+    "knet4_lrn": knet.build_knet,
+    "knet5": knet.build_knet,
+    "knet5_lrn": knet.build_knet,
 }
+SIZED = ("alexnet", "alexnet_nolrn", "alexnet_ch6", "alexnet_ch6_lrn")  # fc6's fan-in depends on the input size
 SMALL: dict[str, int] = {f"small_resnet{depth}": depth for depth in small_resnets.DEPTHS}  # name -> depth
 DEFAULT_WEIGHT_DECAY = {
     "alexnet": 5e-4,
     "alexnet_nolrn": 5e-4,
+    "alexnet_ch6": 5e-4,  # spec ch5 6.2
+    "alexnet_ch6_lrn": 5e-4,
+    **{name: 1e-5 for name in ("knet4", "knet4_lrn", "knet5", "knet5_lrn")},  # spec ch5 6.3 (IA: 1e-12, per experiment)
 }  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
 # ConvRNN options that feedforward models accept only at their defaults, so one gin file can bind them for every model.
 CONVRNN_DEFAULTS = {"cell_weight_decay": None, "unroll_length": "full", "width_multiplier": 1.0, "remat": False}
@@ -49,7 +67,8 @@ def build_model(
     name: str,
     *,
     num_classes: int = 1000,
-    image_size: int = 224,
+    image_size: int | tuple[int, int] = 224,
+    channels: int = 3,
     weight_decay: float | None = None,
     learning_rule: Any = None,
     **convrnn_kwargs: Any,
@@ -59,7 +78,11 @@ def build_model(
     Args:
       name: one of `model_names()`.
       num_classes: classes of the readout.
-      image_size: input side in pixels (AlexNet's fc6 and the ConvRNNs' kernel clipping depend on it).
+      image_size: input side in pixels (AlexNet's fc6, the KNets' readout and the ConvRNNs' kernel clipping depend on
+        it), or (h, w) for non-square inputs (feedforward models except the small ResNets; e.g. (203, 400) for the
+        WSN cochleagrams).
+      channels: input channels of the feedforward models (3; 1 for cochleagrams). ConvRNNs and the small ResNets
+        take 3 only.
       weight_decay: TF1 lambda of the backbone (default: 5e-4 for AlexNet, 1e-4 otherwise; thesis Section 2.5.1).
       learning_rule: how the model's conv and dense layers learn: None or "bp" (backprop) give the plain Keras layers;
         a rule name or abbreviation ("fa", "wm", "ia", "sa", "aa", "kp", "symmetric_alignment", ...) or an
@@ -78,12 +101,19 @@ def build_model(
             )
         common = dict(num_classes=num_classes, weight_decay=decay, learning_rule=learning_rule)
         if name in SMALL:
-            return small_resnets.build_small_resnet(SMALL[name], image_size=image_size, **common)
-        if name in ("alexnet", "alexnet_nolrn"):
-            return alexnet.build_alexnet(image_size=image_size, use_lrn=name == "alexnet", **common)
+            return small_resnets.build_small_resnet(
+                SMALL[name], image_size=_square(name, image_size, channels), **common
+            )
+        input_shape.image_hw(image_size)  # checked here for every model (the ResNets do not need it)
+        common["channels"] = channels
+        if name in SIZED:
+            return FEEDFORWARD[name](image_size=image_size, use_lrn=name in ("alexnet", "alexnet_ch6_lrn"), **common)
+        if name.startswith("knet"):
+            return knet.build_knet(int(name[4]), use_lrn=name.endswith("_lrn"), image_size=image_size, **common)
         return FEEDFORWARD[name](**common)
     if name not in convrnn_zoo.model_names():
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}.")
+    image_size = _square(name, image_size, channels)
     return convrnn_zoo.build_convrnn(
         name,
         num_classes=num_classes,
@@ -92,3 +122,13 @@ def build_model(
         learning_rule=learning_rule,
         **convrnn_kwargs,
     )
+
+
+def _square(name: str, image_size, channels: int) -> int:
+    """The int side of a model built for square RGB inputs only."""
+    if not isinstance(image_size, int) or channels != 3:
+        raise ValueError(
+            f"{name} takes square 3-channel images (an int image_size, channels=3); received image_size="
+            f"{image_size!r}, channels={channels!r}. Non-square or 1-channel inputs: use a ResNet, AlexNet or KNet."
+        )
+    return image_size

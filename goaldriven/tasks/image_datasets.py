@@ -122,15 +122,18 @@ def cifar10_dataset(
     split: str | None = None,
     num_chunks: int = 1,
     shuffle_window: int | None = None,
+    augmentation: str = "pad_crop_flip",
+    shift_fraction: float = 0.1,
 ) -> tf.data.Dataset:
-    """CIFAR-10 batches (32 x 32): train = pad-`padding` random crop + flip, eval = no augmentation.
-
-    Arguments as in `imagenet_dataset`; splits "train" (50,000) and "test" (10,000); by default every epoch is a full
-    seeded permutation of the shard (one chunk, window = whole epoch; 50,000 PNGs are about 125 MB).
+    """CIFAR-10 batches (32 x 32): train = `augmentation` ("pad_crop_flip": pad-`padding` random crop + flip;
+    "shift_flip": Keras-standard random shift by up to `shift_fraction` of the side + flip, thesis Chapter 6), eval =
+    no augmentation. Other arguments as in `imagenet_dataset`; splits "train" (50,000) and "test" (10,000); by default
+    every epoch is a full seeded permutation of the shard (one chunk, window = whole epoch; 50,000 PNGs ~ 125 MB).
     """
     builder = tfds_builder(CIFAR10, data_dir=data_dir, download=download)
     if training:
-        preprocess = functools.partial(preprocessing.pad_crop_flip, padding=padding, normalized=normalized)
+        options = dict(augmentation=augmentation, padding=padding, shift_fraction=shift_fraction)
+        preprocess = functools.partial(preprocessing.cifar_augment, normalized=normalized, **options)
     else:
         preprocess = functools.partial(preprocessing.scale_only, normalized=normalized)
     return tfds_pipeline(
@@ -216,7 +219,8 @@ class ImageNetData(_TFDSData):
 
 @dataclasses.dataclass(frozen=True)
 class Cifar10Data(_TFDSData):
-    """CIFAR-10 for `ImageClassificationTask` (32 px; eval on the 10,000 test images)."""
+    """CIFAR-10 for `ImageClassificationTask` (32 px; eval on the 10,000 test images). Fields are the
+    `cifar10_dataset` arguments of the same names (augmentation "shift_flip": the thesis Chapter 6 recipe)."""
 
     data_dir: str | None = None
     download: bool = True
@@ -226,20 +230,16 @@ class Cifar10Data(_TFDSData):
     eval_split: str = "test"
     num_chunks: int = 1
     shuffle_window: int | None = None
+    augmentation: str = "pad_crop_flip"
+    shift_fraction: float = 0.1
     num_classes: int = 10
     image_size: int = 32
     tfds_name = CIFAR10
+    _NOT_OPTIONS = ("train_split", "eval_split", "num_classes", "image_size")  # the other fields are arguments
 
     def _dataset(self, **kwargs) -> tf.data.Dataset:
-        return cifar10_dataset(
-            data_dir=self.data_dir,
-            download=self.download,
-            normalized=self.normalized,
-            padding=self.padding,
-            num_chunks=self.num_chunks,
-            shuffle_window=self.shuffle_window,
-            **kwargs,
-        )
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self._NOT_OPTIONS}
+        return cifar10_dataset(**options, **kwargs)
 
 
 def _tfds():

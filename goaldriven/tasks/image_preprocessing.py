@@ -1,7 +1,8 @@
 """ResNet-style ImageNet preprocessing and the standard CIFAR-10 augmentation, one example at a time (tf.data).
 
 Reference: thesis Section 2.5.1 (spec ch2 7.1), following tensorflow/tpu `models/official/resnet/
-resnet_preprocessing.py`; CIFAR-10: He et al. 2016, Section 4.2 (pad 4, random 32 x 32 crop, random flip).
+resnet_preprocessing.py`; CIFAR-10: He et al. 2016, Section 4.2 (pad 4, random 32 x 32 crop, random flip), or the
+Keras-standard random shift + flip of the thesis Chapter 6 CIFAR-10 runs (`random_shift_flip`; spec ch5 11.2, A16).
 
   train: window = sample_distorted_bounding_box(bbox [0, 0, 1, 1], min_object_covered 0.1, aspect [3/4, 4/3],
          area [0.08, 1], 10 attempts); if it failed (window = whole image) use the eval window instead;
@@ -156,6 +157,57 @@ def pad_crop_flip(image: tf.Tensor, seed: tf.Tensor, *, padding: int = 4, normal
     cropped = tf.image.stateless_random_crop(padded, tf.stack([shape[0], shape[1], 3]), crop_seed)
     cropped = tf.image.stateless_random_flip_left_right(cropped, flip_seed)
     result = tf.cast(cropped, tf.float32) / 255.0
+    return normalize(result) if normalized else result
+
+
+def random_shift_flip(images: tf.Tensor, seed: tf.Tensor, *, shift_fraction: float = 0.1) -> tf.Tensor:
+    """Keras `ImageDataGenerator(width_shift_range=f, height_shift_range=f, horizontal_flip=True)` on a batch.
+
+    The augmentation of the Chapter 6 CIFAR-10 runs (spec ch5 11.2, A16: f = 0.1 as in the Keras CIFAR-10 example):
+    output pixel (y, x) reads input (y + dy, x + dx), dy ~ U(-f, f) h and dx ~ U(-f, f) w per image (continuous,
+    bilinear interpolation, `fill_mode="nearest"`: the border pixels extended, as ImageDataGenerator's defaults),
+    then a left-right flip with probability 1/2. `images` (b, h, w, c) float; `seed` stateless (2,). Returns float32
+    (b, h, w, c), a pure function of (images, seed).
+    """
+    if not 0.0 <= shift_fraction < 1.0:
+        raise ValueError(f"shift_fraction must be in [0, 1) (Keras example: 0.1). Received: {shift_fraction!r}")
+    images = tf.convert_to_tensor(images, tf.float32)
+    shape = tf.shape(images)
+    shift_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    size = tf.cast(shape[1:3], tf.float32)  # (h, w)
+    shifts = tf.random.stateless_uniform([shape[0], 2], shift_seed, -shift_fraction, shift_fraction) * size
+    ones, zeros = tf.ones([shape[0]]), tf.zeros([shape[0]])
+    # Projective transform rows (a0, a1, a2, b0, b1, b2, c0, c1): input (x', y') = (x + dx, y + dy).
+    transforms = tf.stack([ones, zeros, shifts[:, 1], zeros, ones, shifts[:, 0], zeros, zeros], axis=1)
+    shifted = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=shape[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )
+    flip = tf.random.stateless_uniform([shape[0]], flip_seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(shifted, axis=[2]), shifted)
+
+
+def cifar_augment(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    augmentation: str = "pad_crop_flip",
+    padding: int = 4,
+    shift_fraction: float = 0.1,
+    normalized: bool = True,
+) -> tf.Tensor:
+    """CIFAR training augmentation of one example: "pad_crop_flip" (He et al.; `pad_crop_flip`) or "shift_flip"
+    (the Keras-standard shift of `random_shift_flip`, thesis Chapter 6); float32 (h, w, 3)."""
+    if augmentation == "pad_crop_flip":
+        return pad_crop_flip(image, seed, padding=padding, normalized=normalized)
+    if augmentation != "shift_flip":
+        raise ValueError(f"augmentation must be 'pad_crop_flip' or 'shift_flip'. Received: {augmentation!r}")
+    pixels = tf.cast(_decode_whole(image), tf.float32) / 255.0  # (h, w, 3)
+    result = random_shift_flip(pixels[None], seed, shift_fraction=shift_fraction)[0]
     return normalize(result) if normalized else result
 
 

@@ -4,6 +4,7 @@
   linear scaling rule:          base = reference_lr * global_batch_size / reference_batch_size
   ResNet schedule (all models except AlexNet): base, x0.1 at epochs 30, 60, 80; 90 epochs. ResNets: 0.1 per 256
     images, i.e. 0.025 at batch 64 (the thesis' setting).
+  constant (thesis Chapter 6 CIFAR-10): base, scaled, for every step.
   AlexNet schedule: 0.01 -> 0.005 (epoch 30) -> 0.001 (epoch 60) -> 0.0005 (epoch 80), 90 epochs (length assumed,
     spec 7.4 [D]); scaled the same way when the batch differs from the reference.
 
@@ -155,6 +156,17 @@ def resnet_schedule(
     return EpochPiecewiseConstant(
         values, boundaries, steps_per_epoch, name="resnet_schedule", warmup_epochs=warmup_epochs
     )
+
+
+def constant_schedule(
+    base_learning_rate: float, *, global_batch_size: int, reference_batch_size: int
+) -> EpochPiecewiseConstant:
+    """A constant rate base x global_batch_size / reference_batch_size, no warm-up: the thesis Chapter 6 CIFAR-10
+    recipe (spec ch5 11.2; reference_batch_size = global_batch_size keeps the base rate, as for Adam/FA, A15)."""
+    base = scaled_learning_rate(
+        base_learning_rate, global_batch_size=global_batch_size, reference_batch_size=reference_batch_size
+    )
+    return EpochPiecewiseConstant([base], [], 1.0, name="constant_schedule")
 
 
 def alexnet_schedule(

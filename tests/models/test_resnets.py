@@ -174,8 +174,8 @@ def test_config_round_trip_rebuilds_the_same_model():
 
 
 def test_invalid_arguments_name_the_fix():
-    with pytest.raises(ValueError, match="one of \\[50, 101, 152\\]"):
-        resnets.ResNet(depth=18, version=2)
+    with pytest.raises(ValueError, match="one of \\[18, 34, 50, 101, 152\\]"):
+        resnets.ResNet(depth=200, version=2)
     with pytest.raises(ValueError, match="version must be 1 or 2"):
         resnets.ResNet(depth=50, version=3)
     with pytest.raises(ValueError, match="strides must be 1 or 2"):

@@ -47,6 +47,7 @@ DECORATED = [
     path_integrators.build_path_integrator,
 ]
 SLOW_NAMES = {"resnet34_v1", "resnet50_v1", "resnet50_v2", "resnet101_v2", "resnet152_v2"}
+SLOW_NAMES |= {"resnet34_v1_ch6", "resnet34_v2"}
 SLOW_NAMES |= {f"small_resnet{depth}" for depth in small_resnets.DEPTHS if depth > 14}
 RULE_CYCLE = ("fa", "wm", "ia", "sa", "aa", "kp", rules.SymmetricAlignment(self_weight=1e-3, decay_weight=0.0))
 
