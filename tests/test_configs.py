@@ -54,6 +54,7 @@ def _tiny_bindings(path):
 FAST_CHAPTER6 = (
     "simclr_ch6__resnet18_v1__ia.gin",
     "simclr_ch6__alexnet__sgdm.gin",
+    "simclr_ch6__resnet18_v2__adam.gin",
     "cifar10_ch6__knet4_lrn__ia.gin",
     "cifar_synthetic__knet5__fa.gin",
 )

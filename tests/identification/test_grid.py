@@ -152,3 +152,46 @@ def test_data_with_seed_replaces_only_the_training_seed():
     ) == (2, 0, 5)
     with pytest.raises(ValueError, match="non-negative int"):
         seeded_data.DataWithSeed(Data(), -3)
+
+
+def _thesis_runs():
+    import gin  # pylint: disable=g-import-not-at-top
+
+    from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
+
+    cli_config.parse_gin_config(["identification/grid_thesis.gin"], clear=True)
+    spec = gin.get_configurable(grid.GridSpec)()
+    gin.clear_config()
+    return spec, grid.expand(spec)
+
+
+def test_thesis_grid_file_is_the_thesis_dataset():
+    spec, runs = _thesis_runs()
+    assert len(runs) == 1056
+    assert grid.expected_examples(spec)["total"] == 20736
+
+
+@pytest.mark.parametrize("task", ["imagenet", "simclr", "wsn", "cifar10"])
+def test_thesis_grid_runs_configure_the_recorder_and_the_rule(task):
+    import gin  # pylint: disable=g-import-not-at-top
+
+    from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
+
+    _, runs = _thesis_runs()
+    for rule in ("sgdm", "adam", "fa", "ia"):
+        arch = "knet4" if task == "cifar10" else "alexnet"
+        run = next(r for r in runs if (r.task, r.architecture, r.rule) == (task, arch, rule))
+        extra = ["DATA_DIR = '/tmp/unused'"] if task == "wsn" else []
+        try:
+            cli_config.parse_gin_config(list(run.gin_files), [*run.bindings, *extra], clear=True)
+            hooks = [str(h) for h in gin.query_parameter("goaldriven.tasks.loop.run.hooks")]
+            assert hooks[-1] == "@recorder.ObservablesRecorder()"
+            assert ("@training.AlignmentTraining()" in hooks) == (rule == "ia")
+            rate = gin.query_parameter("BASE_LEARNING_RATE/macro.value")
+            expected = {"sgdm": 0.0125, "adam": 0.001, "fa": 0.001, "ia": 0.1}[rule]  # AlexNets (IA: per 2048)
+            if task == "cifar10":
+                expected = {"sgdm": 0.01, "adam": 0.001, "fa": 0.001, "ia": 0.01}[rule]
+            assert rate == pytest.approx(expected), run.name
+            assert gin.query_parameter("DATASET_SEED/macro.value") == grid.derived_seed(run.name, "dataset")
+        finally:
+            gin.clear_config()
