@@ -3,7 +3,8 @@
 Reference: spec ch5_ch6 Sections 11.3 (epochs 0, 5, ..., 100; per layer the statistics averaged over every
 validation stimulus) and 11.6 (unit subsampling and measurement noise); the file is goaldriven/observables/storage.py.
 
-At each chosen epoch (step = epoch x steps_per_epoch; epoch 0 before any update) the loop hands the host control
+At each chosen epoch (step = first_step + epoch x steps_per_epoch; epoch 0 at step 0, before any update) the loop
+hands the host control
 (`next_stop`) and the recorder:
   1. computes the weight statistics of every observed layer's forward kernel (observables/layers.py);
   2. runs the validation set once through the strategy (`data.eval_dataset(global_batch_size, input_context)`, the
@@ -19,7 +20,11 @@ strategy and batch size, not across them.
 Resume: a run restarts from its last checkpoint at step s; rows of epochs after s may exist (recorded, then the run
 was killed before the next checkpoint) and are dropped with a logged note (`storage.drop_epochs_after`), so the final
 file is the one an uninterrupted run writes. A recording at step s happens before the loop's checkpoint at s, so a
-run resumed at s already holds epoch s / steps_per_epoch.
+run resumed at s already holds the epoch recorded at s.
+
+Rules that alternate task and alignment updates (information alignment, spec ch5 5.3-5.4) spend `delay` loop steps
+on the alignment alone, then two loop steps per task update: there `first_step` = the delay steps and
+`steps_per_epoch` = 2 x the task's steps per epoch, so epoch e is the task optimizer's e-th epoch.
 """
 
 # b: stimuli per replica, L: layers, S: statistics of a measure, P: perturbations
@@ -44,7 +49,8 @@ class ObservablesRecorder(hooks.LoopHook):
 
     Args:
       data: the validation data, with `eval_dataset(*, global_batch_size, input_context)` (one finite pass).
-      steps_per_epoch: training steps per epoch.
+      steps_per_epoch: loop steps per epoch (per task epoch: 2 x the updates under alternation).
+      first_step: loop step at which the first epoch's task updates begin (the alignment-only delay steps, else 0).
       task, architecture, rule, batch_size, model_seed, dataset_seed, extra: the run's metadata (storage.RunInfo;
         batch_size is the training batch, a curriculum variable; seeds None = unseeded).
       epochs: the epochs to record (default 0, 5, ..., 100).
@@ -61,6 +67,7 @@ class ObservablesRecorder(hooks.LoopHook):
         data: Any,
         *,
         steps_per_epoch: int,
+        first_step: int = 0,
         task: str,
         architecture: str,
         rule: str,
@@ -83,7 +90,10 @@ class ObservablesRecorder(hooks.LoopHook):
         epochs = sorted({int(e) for e in epochs})
         if not epochs or epochs[0] < 0:
             raise ValueError(f"epochs must be a non-empty list of ints >= 0. Received: {epochs!r}")
+        if not isinstance(first_step, int) or first_step < 0:
+            raise ValueError(f"first_step must be an int >= 0. Received: {first_step!r}")
         self.data, self.steps_per_epoch, self.epochs = data, steps_per_epoch, epochs
+        self.first_step = first_step
         self.run_info = storage.RunInfo(task, architecture, rule, batch_size, model_seed, dataset_seed, extra or {})
         self.statistics = stats.check_names(statistics)
         self.perturbations = [stats.Perturbation(float(f), float(n), int(s)) for f, n, s in perturbations]
@@ -95,9 +105,19 @@ class ObservablesRecorder(hooks.LoopHook):
         self._wanted = stats.split(self.statistics)  # (weights [(fn, stat)], activations [(fn, stat)], change [fn])
         self._layers: list[observed.ObservedLayer] = []
         self._weights_fn = self._batch_fn = None
-        self._steps = {e * steps_per_epoch for e in epochs}
+        self._epoch_of = {self.step_of(e): e for e in epochs}
+        self._steps = set(self._epoch_of)
 
     # -- loop hook ------------------------------------------------------------------------------------------------
+
+    def step_of(self, epoch: int) -> int:
+        """The loop step at which `epoch` is recorded."""
+        return 0 if epoch == 0 else self.first_step + epoch * self.steps_per_epoch
+
+    def epoch_at(self, step: int) -> int:
+        """The last chosen epoch recorded at or before loop `step` (-1: none)."""
+        done = [e for s, e in self._epoch_of.items() if s <= step]
+        return max(done) if done else -1
 
     def next_stop(self, step: int) -> int | None:
         later = [s for s in self._steps if s > step]
@@ -109,8 +129,8 @@ class ObservablesRecorder(hooks.LoopHook):
         if state.is_chief:
             infos = [storage.LayerInfo(o.name, o.kind, o.is_head) for o in self._layers]
             storage.create(path, self.run_info, infos, self.statistics)
-            storage.drop_epochs_after(path, -1 if step == 0 else step // self.steps_per_epoch, state.log)
-            missing = [e for e in self.epochs if 0 < e * self.steps_per_epoch <= step]
+            storage.drop_epochs_after(path, -1 if step == 0 else self.epoch_at(step), state.log)
+            missing = [e for e in self.epochs if 0 < self.step_of(e) <= step]
             missing = sorted(set(missing) - set(storage.recorded_epochs(path)))
             if missing:
                 state.log(f"{path}: epochs {missing} were not recorded before this resume (recorder added later?)")
@@ -245,7 +265,7 @@ class ObservablesRecorder(hooks.LoopHook):
     def record(self, state: hooks.LoopState, step: int) -> None:
         """Measures the model at `step` and appends its rows (chief), logging the time it took."""
         began = time.perf_counter()
-        epoch = step // self.steps_per_epoch
+        epoch = self._epoch_of[step]
         measured = self.measure(state)
         w_wanted, a_wanted, g_wanted = self._wanted
         names = {

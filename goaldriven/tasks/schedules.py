@@ -126,10 +126,15 @@ def imagenet_steps_per_epoch(global_batch_size: int, num_examples: int = IMAGENE
     return num_examples / global_batch_size
 
 
-def whole_steps_per_epoch(global_batch_size: int, num_examples: int = IMAGENET_TRAIN_EXAMPLES) -> int:
-    """Whole optimizer steps per epoch (rounded down, at least 1): epoch e is reached at step e x this value, which
-    never passes `train_steps_for_epochs(e)` (rounded up). Hooks that act per epoch (the observables recorder) use it."""
-    return max(1, int(imagenet_steps_per_epoch(global_batch_size, num_examples)))
+def whole_steps_per_epoch(
+    global_batch_size: int, num_examples: int = IMAGENET_TRAIN_EXAMPLES, loop_steps_per_update: int = 1
+) -> int:
+    """Whole loop steps per epoch: optimizer steps rounded down (at least 1) x `loop_steps_per_update` (2 when task
+    and alignment updates alternate). Epoch e is reached at e x this value, which never passes
+    `train_steps_for_epochs(e)` (rounded up). Hooks that act per epoch (the observables recorder) use it."""
+    if loop_steps_per_update < 1:
+        raise ValueError(f"loop_steps_per_update must be >= 1. Received: {loop_steps_per_update}")
+    return max(1, int(imagenet_steps_per_epoch(global_batch_size, num_examples))) * int(loop_steps_per_update)
 
 
 def resnet_schedule(

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from goaldriven import workdir_lock
+import gin
+from goaldriven import cli_config, workdir_lock
 from goaldriven.identification import grid
 from goaldriven.tasks import seeded_data
 
@@ -155,10 +156,6 @@ def test_data_with_seed_replaces_only_the_training_seed():
 
 
 def _thesis_runs():
-    import gin  # pylint: disable=g-import-not-at-top
-
-    from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
-
     cli_config.parse_gin_config(["identification/grid_thesis.gin"], clear=True)
     spec = gin.get_configurable(grid.GridSpec)()
     gin.clear_config()
@@ -173,10 +170,6 @@ def test_thesis_grid_file_is_the_thesis_dataset():
 
 @pytest.mark.parametrize("task", ["imagenet", "simclr", "wsn", "cifar10"])
 def test_thesis_grid_runs_configure_the_recorder_and_the_rule(task):
-    import gin  # pylint: disable=g-import-not-at-top
-
-    from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
-
     _, runs = _thesis_runs()
     for rule in ("sgdm", "adam", "fa", "ia"):
         arch = "knet4" if task == "cifar10" else "alexnet"

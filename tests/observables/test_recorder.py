@@ -204,3 +204,23 @@ def test_untrained_run_records_epoch_zero_only_all_45_and_refuses_another_header
     assert values.shape == (3, 45) and np.isfinite(values[:, [obs.statistics.index(n) for n in stats.ADMISSIBLE]]).all()
     with pytest.raises(ValueError, match="another run or setting"):
         _run(tmp_path, steps=0)
+
+
+def test_alternating_rules_record_at_the_task_optimizers_epochs():
+    class Data:
+        def eval_dataset(self, *, global_batch_size, input_context):
+            raise AssertionError("not read")
+
+    from goaldriven.observables import recorder as recorder_lib  # pylint: disable=g-import-not-at-top
+
+    # IA: 7 alignment-only delay steps, then (R, J) pairs: 2 x 10 loop steps per task epoch
+    rec = recorder_lib.ObservablesRecorder(
+        Data(), steps_per_epoch=20, first_step=7, task="t", architecture="a", rule="ia", batch_size=2, epochs=(0, 1, 5)
+    )
+    assert [rec.step_of(e) for e in (0, 1, 5)] == [0, 27, 107]
+    assert [rec.next_stop(s) for s in (0, 26, 27, 106, 107)] == [27, 27, 107, 107, None]
+    assert [rec.epoch_at(s) for s in (0, 26, 27, 200)] == [0, 0, 1, 5]
+    with pytest.raises(ValueError, match="first_step"):
+        recorder_lib.ObservablesRecorder(
+            Data(), steps_per_epoch=2, first_step=-1, task="t", architecture="a", rule="r", batch_size=2
+        )
