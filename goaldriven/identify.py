@@ -13,6 +13,7 @@ observables.h5, assembles the examples (one per layer and run) and runs the clas
 """
 
 import os
+import shlex
 import sys
 import time
 
@@ -114,7 +115,7 @@ def _expand(spec: grid_lib.GridSpec) -> None:
             f"{len(spec.rules)} rules)"
         )
     if runs:
-        print("first run: " + " ".join(runs[0].command(python="python")))
+        print("first run: " + shlex.join(runs[0].command(python="python")))
 
 
 def _status(spec: grid_lib.GridSpec) -> None:

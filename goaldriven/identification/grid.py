@@ -168,7 +168,8 @@ def expand(spec: GridSpec) -> list[RunSpec]:
                         RunSpec(
                             name=name,
                             workdir=os.path.join(spec.root, name),
-                            gin_files=(*files, *rule_files, *spec.observables),
+                            # the recorder's defaults first, so task files can set its epochs and data
+                            gin_files=(*spec.observables, *files, *rule_files),
                             bindings=tuple(bindings),
                             task=task,
                             architecture=arch,

@@ -33,7 +33,7 @@ def test_expand_counts_names_and_bindings(tmp_path):
     assert len(runs) == 3 * 2 * 2 * 2 * 1  # (task, arch) pairs x rules x batches x model seeds x dataset seeds
     assert len({r.name for r in runs}) == len(runs)
     run = next(r for r in runs if r.name == "cifar__knet5__fa__b4__m0__dnone")
-    assert run.gin_files == ("tasks/cifar.gin", "rules/fa.gin", "identification/observables.gin")
+    assert run.gin_files == ("identification/observables.gin", "tasks/cifar.gin", "rules/fa.gin")
     assert "GLOBAL_BATCH_SIZE = 4" in run.bindings and "SEED = 0" in run.bindings
     assert run.bindings[-1] == "BASE_LEARNING_RATE = 0.5"  # overrides come last
     assert "OBSERVABLES_DATASET_SEED = -1" in run.bindings  # unseeded is recorded as -1 ...
