@@ -1,0 +1,7 @@
+"""Learning-rule identification from observables recorded along training (thesis Section 6.3; spec ch5_ch6 11):
+
+dataset.py      RunObservables (one run's (T, L, S) statistics) -> Examples (one per layer), the count formula
+classifiers.py  linear SVM (+ optional PCA), random forest, Conv1D network; grids and the CV grid search
+protocols.py    10 balanced 75/25 splits, measures, rule pairs, holdouts, controls, subsampling, importances
+figures.py      the Chapter 6 figures (6.4-6.7 styles) from the protocols' result dicts
+"""
