@@ -38,8 +38,11 @@ def balanced_splits(y, n_splits: int = 10, test_size: float = 0.25, seed: int = 
 
 
 def holdout_splits(examples: dataset.Examples, group: str) -> list:
-    """[(held-out value, train indices, test indices)]: each value of groups[group] held out in turn (sorted)."""
+    """[(held-out value, train indices, test indices)]: each value of groups[group] held out in turn (sorted; [] for
+    a single value)."""
     labels = examples.groups[group]
+    if len(set(labels)) < 2:
+        return []  # nothing to hold out
     out = []
     for train, test in LeaveOneGroupOut().split(examples.X, examples.y, labels):
         out.append((str(labels[test[0]]), train, test))
