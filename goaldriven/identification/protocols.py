@@ -28,6 +28,7 @@ from sklearn.model_selection import LeaveOneGroupOut, StratifiedShuffleSplit
 from goaldriven.identification import classifiers, dataset
 
 HOLDOUT_GROUPS = ("architecture", "task", "curriculum")
+PARTS = ("measures", "averaged", "pairwise", "holdout", "subsampling", "portions")
 REGIMES = {"dense": (5, (2, 4, 6, 9, 11, 13, 16, 18, 21)), "intermediate": (15, (2, 4, 6)), "sparse": (25, (2, 4))}
 
 
@@ -306,10 +307,12 @@ def full_protocol(
     portions=(3, 7),
     standardize: bool = False,
     log=None,
+    parts=PARTS,
 ) -> dict:
     """Every Chapter 6 analysis of one dataset, keyed by figure: measures (6.4a/c, 6.5: all `classifier_names`), then
     with `analysis_classifiers` only (the thesis shows SVM and RF there): averaged (6.9b), pairwise (6.8), holdout
     (6.4b, 6.10, 6.11; per measure), subsampling (6.6a), portions (6.6b, 6.13; all measures); plus seconds per part.
+    parts: the subset of PARTS to run; log: a callable taking progress lines.
     """
     log = log or (lambda message: None)
     kwargs = {"grid": grid, "n_splits": n_splits, "seed": seed, "standardize": standardize}
@@ -318,6 +321,8 @@ def full_protocol(
            "epochs": examples.epochs.tolist(), "timings": {}}  # fmt: skip
 
     def part(name, fn):
+        if name not in parts:
+            return
         start = time.perf_counter()
         log(f"identification: {name} ...")
         out[name] = fn()

@@ -121,3 +121,12 @@ def test_trajectory_average_control_runs(examples):
     averaged = dataset.trajectory_average(examples)
     result = protocols.per_measure(averaged, ("svm",), ("weights", "activity_change"), FAST, n_splits=2)
     assert set(result["svm"]) == {"weights", "activity_change"}
+
+
+def test_full_protocol_selected_parts(examples):
+    small = examples.subset(np.arange(0, len(examples.X), 2))
+    result = protocols.full_protocol(small, ("svm",), ("svm",), FAST, n_splits=2, parts=("measures", "holdout"))
+    assert set(result["timings"]) == {"measures", "holdout"}
+    assert set(result["holdout"]["svm"]) == set(protocols.HOLDOUT_GROUPS)
+    assert set(result["measures"]["svm"]) == set(dataset.MEASURES)
+    json.dumps(result)
