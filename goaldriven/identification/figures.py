@@ -137,6 +137,8 @@ def subsampling_curves(results: dict, path: str, portions: dict | None = None) -
         image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
         for (i, j), value in np.ndenumerate(mean):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="w" if value < 0.6 else "k")
+        ax.set_xticks(range(len(mean)))
+        ax.set_yticks(range(len(mean)))
         ax.set_xlabel("test portion")
         ax.set_ylabel("train portion")
         ax.set_title(f"{label} ({result['samples_per_portion']} samples each)", fontsize=9)
