@@ -44,6 +44,10 @@ _TRAIN_FLAGS = flags.DEFINE_multi_string(
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "analyze: folder for results.json, tables and figures.")
 _CLASSIFIERS = flags.DEFINE_list("classifiers", ["svm", "rf", "conv1d"], "analyze: classifiers to run.")
 _GRIDS = flags.DEFINE_enum("search", "scaled_down", ["scaled_down", "thesis"], "analyze: hyperparameter grids.")
+_PARTS = flags.DEFINE_list(
+    "parts", ["measures", "averaged", "pairwise", "holdout", "subsampling", "portions"], "analyze: analyses to run."
+)
+_PARTIAL = flags.DEFINE_bool("allow_partial", False, "analyze: use the finished runs when some are not finished.")
 _SPLITS = flags.DEFINE_integer("n_splits", 10, "analyze: class-balanced 75/25 splits.")
 _SEED = flags.DEFINE_integer("seed", 0, "analyze: seed of splits and classifiers.")
 
@@ -88,7 +92,10 @@ def _in_process_launcher():
             result = gin.get_configurable(loop.run)(
                 strategy=distribute.get_strategy("cpu"), workdir=run.workdir, mode="train", log=log
             )
-            if result["status"] != "finished":
+            if result["status"] == "preempted":
+                code = 143  # as goaldriven-train's exit on SIGTERM: the worker stops, the run resumes later
+                log(f"preempted at step {result['step']}")
+            elif result["status"] != "finished":
                 code = 1
                 log(f"status {result['status']} at step {result['step']}")
         except Exception as e:  # pylint: disable=broad-except  A failed run is recorded; the worker goes on.
@@ -178,6 +185,8 @@ def main(argv: list[str]) -> None:
                 search=_GRIDS.value,
                 n_splits=_SPLITS.value,
                 seed=_SEED.value,
+                parts=_PARTS.value,
+                allow_partial=_PARTIAL.value,
                 log=lambda line: print(line, flush=True),
             )
         except (ValueError, OSError) as e:

@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ DONE_FILE = "grid_run.json"
 FAILED_FILE = "grid_failed.json"
 OBSERVABLES_FILE = "observables.h5"
 BUSY_MARK = "is in use by"  # workdir_lock's refusal, printed by goaldriven-train when another worker holds the run
+PREEMPTED_CODES = (143, -15)  # SIGTERM: the run saved a checkpoint and stopped (goaldriven-train's preemption path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,11 +256,12 @@ def run_worker(
 
     launch(run) -> CompletedProcess (stdout+stderr text); the default runs `goaldriven-train` in a subprocess.
     A run whose training exits non-zero is marked failed with the tail of its output and retried by later passes
-    until it has failed `max_attempts` times; the worker goes on with the next run either way.
+    until it has failed `max_attempts` times; the worker goes on with the next run either way. A preempted run
+    (SIGTERM: exit code 143) is not a failure: the worker stops, and the run resumes from its checkpoint later.
     """
     worker = worker or default_worker_name()
-    launch = launch or (lambda run: _launch(run, extra_flags))
-    counts = {"trained": 0, "finished_before": 0, "busy": 0, "failed": 0, "gave_up": 0}
+    launch = launch or (lambda run: launch_subprocess(run, extra_flags))
+    counts = {"trained": 0, "finished_before": 0, "busy": 0, "failed": 0, "gave_up": 0, "preempted": 0}
     todo = worker_order(runs, worker)
     for index, run in enumerate(todo):
         if max_runs is not None and counts["trained"] + counts["failed"] >= max_runs:
@@ -286,6 +289,10 @@ def run_worker(
             _remove(os.path.join(run.workdir, FAILED_FILE))
             counts["trained"] += 1
             log(f"[{worker}] {run.name}: finished in {seconds:.0f} s")
+        elif result.returncode in PREEMPTED_CODES:
+            counts["preempted"] += 1  # the host is going away: the run resumes from its checkpoint in a later pass
+            log(f"[{worker}] {run.name}: preempted after {seconds:.0f} s; this worker stops (the run resumes later)")
+            break
         elif BUSY_MARK in output:
             counts["busy"] += 1  # claimed by another worker between the probe and the launch
             log(f"[{worker}] {run.name}: taken by another worker; skipping")
@@ -308,14 +315,23 @@ def _remove(path: str) -> None:
         tf.io.gfile.remove(path)
 
 
-def _launch(run: RunSpec, extra_flags: Sequence[str]) -> subprocess.CompletedProcess:
+def launch_subprocess(run: RunSpec, extra_flags: Sequence[str]) -> subprocess.CompletedProcess:
+    """Runs goaldriven-train for `run`; a SIGTERM to the worker is passed on to it (it checkpoints and stops)."""
     tf.io.gfile.makedirs(run.workdir)
     started = time.strftime("%Y%m%d-%H%M%S")
-    process = subprocess.run(
+    process = subprocess.Popen(
         run.command(extra_flags=extra_flags), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    atomic_write.write_text(os.path.join(run.workdir, f"train.{started}.{os.getpid()}.log"), process.stdout)
-    return process
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
+    try:
+        output, _ = process.communicate()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    atomic_write.write_text(os.path.join(run.workdir, f"train.{started}.{os.getpid()}.log"), output)
+    code = process.returncode
+    if code == 0 and "done: status preempted" in output:  # goaldriven-train exits cleanly when preempted
+        code = PREEMPTED_CODES[0]
+    return subprocess.CompletedProcess(process.args, code, stdout=output)
 
 
 def status(runs: Sequence[RunSpec]) -> dict[str, list[str]]:

@@ -116,7 +116,9 @@ def test_worker_skips_finished_and_locked_runs_and_records_failures(tmp_path):
             runs, worker="w1", launch=_fake_launch(calls, fail={failing.name}, busy={raced.name}), log=lambda _: None
         )
     assert finished.name not in calls and held.name not in calls
-    assert counts == {"trained": len(runs) - 4, "finished_before": 1, "busy": 2, "failed": 1, "gave_up": 0}
+    assert counts == {
+        "trained": len(runs) - 4, "finished_before": 1, "busy": 2, "failed": 1, "gave_up": 0, "preempted": 0
+    }  # fmt: skip
     with open(os.path.join(failing.workdir, grid.FAILED_FILE)) as f:
         record = json.load(f)
     assert record["attempts"] == 1 and record["tail"][-1] == "ValueError: boom"
@@ -188,3 +190,26 @@ def test_thesis_grid_runs_configure_the_recorder_and_the_rule(task):
             assert gin.query_parameter("DATASET_SEED/macro.value") == grid.derived_seed(run.name, "dataset")
         finally:
             gin.clear_config()
+
+
+def test_a_preempted_run_stops_the_worker_and_is_not_a_failure(tmp_path):
+    runs = grid.expand(_spec(tmp_path))
+    calls = []
+
+    def launch(run):
+        calls.append(run.name)
+        os.makedirs(run.workdir, exist_ok=True)
+        return subprocess.CompletedProcess([], 143, stdout="done: status preempted at step 7")
+
+    counts = grid.run_worker(runs, worker="w", launch=launch, log=lambda _: None)
+    assert len(calls) == 1 and counts["preempted"] == 1 and counts["trained"] == 0
+    assert grid.run_state(next(r for r in runs if r.name == calls[0])) == "pending"
+
+
+def test_subprocess_launch_maps_a_clean_preemption_exit(tmp_path, monkeypatch):
+    run = grid.expand(_spec(tmp_path))[0]
+    script = "print('step 3'); print('done: status preempted at step 3; outputs in x')"
+    monkeypatch.setattr(grid.RunSpec, "command", lambda self, python=None, extra_flags=(): ["python", "-c", script])
+    result = grid.launch_subprocess(run, ())
+    assert result.returncode == 143 and "preempted" in result.stdout
+    assert any(name.startswith("train.") for name in os.listdir(run.workdir))  # the output is kept, never overwritten
