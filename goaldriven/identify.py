@@ -69,7 +69,7 @@ def load_grid(grid_files, bindings, root: str | None) -> grid_lib.GridSpec:
     return make()
 
 
-def _in_process_launcher():
+def in_process_launcher():
     """launch(run) training in this process: parse the run's gin, call loop.run, report like a subprocess."""
     import io  # pylint: disable=g-import-not-at-top
     import subprocess  # pylint: disable=g-import-not-at-top
@@ -159,7 +159,7 @@ def main(argv: list[str]) -> None:
     elif command == "worker":
         if _IN_PROCESS.value and _TRAIN_FLAGS.value:
             _fail("--train_flag applies to subprocess runs; drop --in_process (in-process runs train on this CPU).")
-        launch = _in_process_launcher() if _IN_PROCESS.value else None
+        launch = in_process_launcher() if _IN_PROCESS.value else None
         counts = grid_lib.run_worker(
             grid_lib.expand(spec),
             worker=_WORKER.value,
