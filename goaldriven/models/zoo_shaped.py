@@ -5,7 +5,9 @@ task (thesis Section 6.3.8; spec ch5 6.5), instead of the zoo's square RGB image
 (AlexNet's minimum; cheap) under the learning rule, then re-created from its config inside the same rule scope and
 built for (None, h, w, c): the first conv's input channels and AlexNet's fc6 fan-in follow the input, everything else
 is the template's (checked: same config, same number of weights). Works for every model whose config round-trips
-(the ResNets, AlexNets and small ResNets of the zoo). A zoo-level `input_shape` argument would make this a direct call.
+(the ResNets, AlexNets, KNets and small ResNets of the zoo). `zoo.build_model(name, image_size=(h, w), channels=c)`
+builds the ResNets, AlexNets and KNets for such inputs directly; this module serves every feedforward zoo model the same
+way, the small ResNets (square RGB only in the zoo) included, which is what the WSN task files need.
 """
 
 from typing import Any, Sequence
