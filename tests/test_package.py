@@ -100,7 +100,8 @@ def _group(module: str) -> str:
     return "goaldriven"
 
 
-ENTRY_POINTS = ("goaldriven.train", "goaldriven.fit_neural", "goaldriven.identify")  # each defines absl flags: one per process
+# each defines absl flags: one per process
+ENTRY_POINTS = ("goaldriven.train", "goaldriven.fit_neural", "goaldriven.identify")
 
 
 @pytest.mark.parametrize("module", [m for m in _modules() if m not in ENTRY_POINTS])
