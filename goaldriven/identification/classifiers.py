@@ -163,7 +163,7 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         sequences = dataset.flat_to_sequences(np.asarray(X, np.float32), self.n_time)
-        return self.model_.predict(sequences, batch_size=4096, verbose=0)
+        return np.asarray(self.model_(sequences, training=False))  # a direct call: no predict() retracing per model
 
     def predict(self, X):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
