@@ -47,6 +47,9 @@ _GRIDS = flags.DEFINE_enum("search", "scaled_down", ["scaled_down", "thesis"], "
 _PARTS = flags.DEFINE_list(
     "parts", ["measures", "averaged", "pairwise", "holdout", "subsampling", "portions"], "analyze: analyses to run."
 )
+_STANDARDIZE = flags.DEFINE_bool(
+    "standardize", True, "analyze: z-score features per training split for the SVM (the thesis code: off)."
+)
 _PARTIAL = flags.DEFINE_bool("allow_partial", False, "analyze: use the finished runs when some are not finished.")
 _SPLITS = flags.DEFINE_integer("n_splits", 10, "analyze: class-balanced 75/25 splits.")
 _SEED = flags.DEFINE_integer("seed", 0, "analyze: seed of splits and classifiers.")
@@ -187,6 +190,7 @@ def main(argv: list[str]) -> None:
                 seed=_SEED.value,
                 parts=_PARTS.value,
                 allow_partial=_PARTIAL.value,
+                standardize=_STANDARDIZE.value,
                 log=lambda line: print(line, flush=True),
             )
         except (ValueError, OSError) as e:
