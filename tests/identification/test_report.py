@@ -32,6 +32,7 @@ def test_checks_read_the_results():
         "activations are the most robust to unit subsampling and noise": True,
     }
     results["measures"]["svm"]["all"] = _r(0.99)
+    results["measures"]["svm"]["activations"] = _r(0.95)
     results["averaged"]["svm"]["weights"] = _r(0.75)
     results["unit_subsampling"]["rf"]["mean"]["activations"] = [[0.3, 0.3], [0.9, 0.3]]
     checks = report.qualitative_checks(results)
