@@ -128,7 +128,7 @@ def parse_gin(prog: str, gin_files: Sequence[str], bindings: Sequence[str]) -> l
 def check_macro_bindings(bindings: Sequence[str]) -> None:
     """A command-line macro that no config reads is almost always a typo: refuse it rather than ignore it."""
     config = gin.config_str()
-    known = sorted(set(re.findall(r"%([A-Z][A-Z0-9_]*)", config)))
+    known = sorted(set(re.findall(r"%([A-Z][A-Z0-9_]*)", config)) | {EXTRA_HOOKS})  # EXTRA_HOOKS: add_extra_hooks
     for binding in bindings:
         match = re.match(r"\s*([A-Z][A-Z0-9_]*)\s*=", binding)
         if match and match.group(1) not in known:  # whole names: TRAIN must not pass because %TRAIN_STEPS exists

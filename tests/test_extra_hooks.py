@@ -49,3 +49,10 @@ def test_extra_hooks_must_be_a_list(tmp_path):
     path.write_text(EXTRA.replace("[@knn.KNNMonitor()]", "@knn.KNNMonitor()"))
     with pytest.raises(cli_config.ConfigError, match="must be a list of hooks"):
         _hooks(["experiments/digits__small_resnet8.gin", str(path)])
+
+
+def test_extra_hooks_on_the_command_line_empty_the_list(extra_file):
+    # a command-line EXTRA_HOOKS is not a typo (the macro is read by add_extra_hooks, not by a gin file)
+    assert _hooks(["experiments/digits__small_resnet8.gin", extra_file], ["EXTRA_HOOKS = []"]) == [
+        "@training.AlignmentTraining()"
+    ]

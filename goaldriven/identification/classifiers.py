@@ -170,20 +170,21 @@ class Conv1DClassifier(ClassifierMixin, BaseEstimator):
 
 
 def make_estimator(name: str, n_time: int, seed: int = 0, standardize: bool = False, n_jobs: int = 1):
-    """An unfitted estimator whose parameters the grids name ('svm', 'rf' or 'conv1d')."""
+    """An unfitted estimator whose parameters the grids name ('svm', 'rf' or 'conv1d').
+
+    standardize: z-score the features (fitted on the training data) for the SVM and the Conv1D network. The random
+    forest never is: its splits do not depend on a feature's scale, and subtracting a mean of 1e24 (a diverging run's
+    activations) from 1e-3-scale values would erase them in float64.
+    """
     if name == "svm":
         steps = [("pca", ContinuousPCA(seed=seed)), ("svc", LinearSVC(random_state=seed, max_iter=2000))]
     elif name == "rf":
-        return _maybe_scaled(RandomForestClassifier(random_state=seed, n_jobs=n_jobs), standardize)
+        return RandomForestClassifier(random_state=seed, n_jobs=n_jobs)
     elif name == "conv1d":
         steps = [("net", Conv1DClassifier(n_time=n_time, seed=seed))]
     else:
         raise ValueError(f"unknown classifier {name!r}; use one of {list(CLASSIFIERS)}")
     return Pipeline(([("scale", StandardScaler())] if standardize else []) + steps)
-
-
-def _maybe_scaled(estimator, standardize):
-    return Pipeline([("scale", StandardScaler()), ("model", estimator)]) if standardize else estimator
 
 
 def resolve_grid(name: str, grid) -> dict:

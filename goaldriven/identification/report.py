@@ -76,8 +76,8 @@ def analyze(
 ) -> dict:
     """Runs the identification protocols on the grid's runs and writes results.json, tables.md and figures/.
 
-    standardize: z-score every feature with the training split's mean and s.d. before the SVM (the random forest is
-      unaffected); the thesis code's default was off. The Conv1D network always gets z-scored inputs. Our statistics
+    standardize: z-score every feature with the training split's mean and s.d. before the SVM (never before the
+      random forest: classifiers.make_estimator); the thesis code's default was off. The Conv1D network always gets z-scored inputs. Our statistics
       span many orders of magnitude: unscaled, the linear SVM predicted a single rule for several measures.
     """
     began = time.perf_counter()
