@@ -215,8 +215,6 @@ def fit(name: str, X, y, n_time: int, grid="scaled_down", seed: int = 0, cv: int
     """Grid search (stratified `cv`-fold CV) and refit on all of (X, y). Returns (fitted estimator, best params)."""
     estimator = make_estimator(name, n_time, seed=seed, standardize=standardize, n_jobs=n_jobs)
     grid = _feasible(name, resolve_grid(name, grid), len(X), np.shape(X)[1] - dataset.N_POSITIONS, cv)
-    if name == "rf" and standardize:
-        grid = {f"model__{key}": values for key, values in grid.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # LinearSVC at large C, as in the thesis code
         if all(len(values) == 1 for values in grid.values()):
@@ -229,8 +227,8 @@ def fit(name: str, X, y, n_time: int, grid="scaled_down", seed: int = 0, cv: int
 
 
 def forest(estimator) -> RandomForestClassifier:
-    """The RandomForestClassifier inside a fitted 'rf' estimator."""
-    return estimator.named_steps["model"] if isinstance(estimator, Pipeline) else estimator
+    """The RandomForestClassifier of a fitted 'rf' estimator (never wrapped: make_estimator)."""
+    return estimator
 
 
 def importances_per_statistic(estimator, statistics, n_time: int) -> dict:

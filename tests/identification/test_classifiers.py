@@ -107,3 +107,15 @@ def test_conv1d_is_deterministic_given_a_seed(planted_examples):
     first, _ = classifiers.fit("conv1d", ex.X[:96], ex.y[:96], n_time=ex.n_time, grid=grid, seed=7)
     again, _ = classifiers.fit("conv1d", ex.X[:96], ex.y[:96], n_time=ex.n_time, grid=grid, seed=7)
     np.testing.assert_allclose(first.predict_proba(ex.X), again.predict_proba(ex.X), rtol=1e-6)
+
+
+def test_the_forest_is_never_standardized_and_keeps_tiny_values_next_to_huge_ones():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    X = np.zeros((80, 2 * 3 + dataset.N_POSITIONS))
+    X[:, 0] = 1e-3 * (1 + y) + 1e-5 * rng.normal(size=80)  # the rule's signal, at 1e-3 scale
+    X[:3, 1] = 1e24  # a diverging run's statistic in another column
+    scaled, _ = classifiers.fit("rf", X, y, n_time=3, standardize=True)
+    plain, _ = classifiers.fit("rf", X, y, n_time=3, standardize=False)
+    assert isinstance(classifiers.forest(scaled), classifiers.RandomForestClassifier)
+    assert np.array_equal(scaled.predict(X), plain.predict(X)) and (plain.predict(X) == y).mean() == 1.0
