@@ -29,7 +29,7 @@ def test_checks_read_the_results():
         "random forest is the best classifier (all measures)": True,
         "activations are the least linearly separable (SVM)": True,
         "trajectory averaging hurts the SVM (every measure)": True,
-        "activations are the most robust to unit subsampling and noise": True,
+        "activations are the most robust to unit subsampling and noise (rf)": True,
     }
     results["measures"]["svm"]["all"] = _r(0.99)
     results["measures"]["svm"]["activations"] = _r(0.95)
