@@ -171,7 +171,8 @@ class DepthData:
                 [_message("image ", image_path, " is ", h, "x", w, ", smaller than crop_size ", crop)],
             ),
         ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(checks):  # the checks run before anything combines image and depth
+            image, depth = tf.identity(image), tf.identity(depth)
             top = tf.random.stateless_uniform([], image_datasets.fold_seed(seed, 0), 0, h - crop + 1, tf.int32)
             left = tf.random.stateless_uniform([], image_datasets.fold_seed(seed, 1), 0, w - crop + 1, tf.int32)
         both = tf.concat([image, depth], axis=-1)[top : top + crop, left : left + crop]  # (crop, crop, 4): one window
