@@ -185,7 +185,7 @@ def main(argv: list[str]) -> None:
                 grid_lib.expand(spec),
                 _OUTPUT_DIR.value,
                 classifiers=_CLASSIFIERS.value,
-                search=_GRIDS.value,
+                search="full" if _GRIDS.value == "thesis" else _GRIDS.value,  # classifiers.FULL_GRIDS
                 n_splits=_SPLITS.value,
                 seed=_SEED.value,
                 parts=_PARTS.value,
