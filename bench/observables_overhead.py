@@ -20,6 +20,8 @@ import statistics
 import tempfile
 import time
 
+from goaldriven import atomic_write
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = ("digits__knet4__sgdm__b32__mnone__dnone", "shapes__knet4__sgdm__b32__mnone__dnone")
 
@@ -79,9 +81,7 @@ def main() -> None:
                 "run_without_recorder_s": round(timings["no_recorder"], 1),
             }
             print(name, json.dumps(report["runs"][name]), flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    atomic_write.write_json(args.out, report)
     print(json.dumps(report, indent=2))
 
 

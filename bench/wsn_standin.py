@@ -17,6 +17,8 @@ import platform
 import tempfile
 import time
 
+from goaldriven import atomic_write
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENT = "experiments/wsn_standin__small_resnet8.gin"
 
@@ -77,9 +79,7 @@ def main() -> None:
             "train_eval_cpu_seconds": round(cpu, 1),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)",
         }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    atomic_write.write_json(args.out, report)
     print(json.dumps(report, indent=2))
 
 

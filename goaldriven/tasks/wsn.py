@@ -26,17 +26,8 @@ from goaldriven.audio import cochleagram
 from goaldriven.tasks import image_classification
 
 NUM_CLASSES = 794  # 793 words + null (audio.wsn_data.NUM_CLASSES)
-INPUT_SHAPE = (203, 400, 1)  # (c, f, 1) of 2 s at 20 kHz with the spec's front end
-THESIS_COCHLEAGRAM = dict(
-    sample_rate=20000,
-    envelope_rate=200,
-    low_lim=20,
-    high_lim=8000,
-    n=50,
-    sample_factor=4,
-    compression="clipped_point3",
-    duration=2.0,
-)  # spec ch5 6.5 (audionet_model.py)
+# The front end's defaults (audio.cochleagram.Cochleagram) are the thesis' settings (spec ch5 6.5, audionet_model.py):
+# 2 s at 20 kHz -> (203, 400, 1).
 
 
 def make_frontend(**cochleagram_kwargs: Any) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -85,11 +76,9 @@ class CochleagramData:
 
 
 def cochleagram_data(waveforms: Any, cochleagram_kwargs: dict | None = None) -> CochleagramData:
-    """`waveforms` with the front end applied (`THESIS_COCHLEAGRAM` by default): the WSN validation data of hooks that
+    """`waveforms` with the front end applied (the thesis' settings by default): the WSN validation data of hooks that
     read cochleagrams themselves (the observables recorder), built as WSNTask builds its own."""
-    return CochleagramData(
-        waveforms, make_frontend(**(THESIS_COCHLEAGRAM if cochleagram_kwargs is None else cochleagram_kwargs))
-    )
+    return CochleagramData(waveforms, make_frontend(**(cochleagram_kwargs or {})))
 
 
 class WSNTask(image_classification.ImageClassificationTask):
@@ -100,7 +89,7 @@ class WSNTask(image_classification.ImageClassificationTask):
       dataset: waveform data (`audio.wsn_data.WSNData(data_dir)` for the corpus, `WSNStandInData()` for the
         stand-in); its `num_classes` must match the model.
       frontend: (b, n) -> (b, c, f, 1) callable (default: `make_frontend(**cochleagram_kwargs)`).
-      cochleagram_kwargs: front-end settings (default: the thesis' `THESIS_COCHLEAGRAM`).
+      cochleagram_kwargs: front-end settings (default: `Cochleagram`'s, which are the thesis').
       eval_batch_size, loss_over, label_smoothing: as in `ImageClassificationTask`.
     """
 
@@ -122,7 +111,7 @@ class WSNTask(image_classification.ImageClassificationTask):
                 "WSNTask needs its data: WSNData(data_dir) (gin: DATA_DIR) or WSNStandInData() for the stand-in."
             )
         if frontend is None:
-            frontend = make_frontend(**(THESIS_COCHLEAGRAM if cochleagram_kwargs is None else cochleagram_kwargs))
+            frontend = make_frontend(**(cochleagram_kwargs or {}))
         elif cochleagram_kwargs is not None:
             raise ValueError("give either frontend or cochleagram_kwargs, not both.")
         self.frontend = frontend
