@@ -106,7 +106,6 @@ class ObservablesRecorder(hooks.LoopHook):
         self._layers: list[observed.ObservedLayer] = []
         self._weights_fn = self._batch_fn = None
         self._epoch_of = {self.step_of(e): e for e in epochs}
-        self._steps = set(self._epoch_of)
 
     # -- loop hook ------------------------------------------------------------------------------------------------
 
@@ -120,7 +119,7 @@ class ObservablesRecorder(hooks.LoopHook):
         return max(done) if done else -1
 
     def next_stop(self, step: int) -> int | None:
-        later = [s for s in self._steps if s > step]
+        later = [s for s in self._epoch_of if s > step]
         return min(later) if later else None
 
     def on_train_begin(self, state: hooks.LoopState, step: int) -> None:
@@ -134,11 +133,11 @@ class ObservablesRecorder(hooks.LoopHook):
             missing = sorted(set(missing) - set(storage.recorded_epochs(path)))
             if missing:
                 state.log(f"{path}: epochs {missing} were not recorded before this resume (recorder added later?)")
-        if step == 0 and 0 in self._steps:
+        if step == 0 and 0 in self._epoch_of:
             self.record(state, 0)
 
     def on_loop_end(self, state: hooks.LoopState, step: int) -> None:
-        if step in self._steps and step > 0:
+        if step in self._epoch_of and step > 0:
             self.record(state, step)
 
     def path(self, state: hooks.LoopState) -> str:
