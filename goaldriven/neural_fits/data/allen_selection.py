@@ -188,8 +188,7 @@ def select_calcium(
         report.add("VISrl excluded", data.area, data.animal, selected)
     keep = _specimen_rule(data, recorded, selected, percentile)
     report.add(f"specimens >= {percentile:g}th pct", data.area, data.animal, keep)
-    out = _with_per_unit(data, {"reliability": reliability})
-    return out.select_units(keep), report
+    return _finish(_with_per_unit(data, {"reliability": reliability}), keep, report)
 
 
 def _with_per_unit(data: NeuralData, arrays: dict) -> NeuralData:
@@ -243,7 +242,9 @@ def select_neuropixels(
         for area in sorted(set(data.area[data.animal == specimen].tolist())):
             group = candidates & (data.animal == specimen) & (data.area == area)
             found = largest_reliable_window(reliability[group], threshold) if group.any() else None
-            report.windows_ms[(specimen, area)] = None if found is None else (bins[found[0], 0], bins[found[1] - 1, 1])
+            report.windows_ms[(specimen, area)] = (
+                None if found is None else (float(bins[found[0], 0]), float(bins[found[1] - 1, 1]))
+            )
             if found is None:
                 continue
             idx = np.flatnonzero(group)
@@ -265,7 +266,16 @@ def select_neuropixels(
         responses=windowed,
         time_bins_ms=np.array([[bins[0, 0], bins[-1, 1]]]),
     )
-    return out.select_units(keep), report
+    return _finish(out, keep, report)
+
+
+def _finish(data: NeuralData, keep, report: SelectionReport) -> tuple[NeuralData, SelectionReport]:
+    if not np.any(keep):
+        raise NeuralDataError(
+            f"{report.modality} selection kept no unit; counts per stage:\n{report.format()}\nFix: check the data "
+            f"(trials, time bins) or lower the threshold."
+        )
+    return data.select_units(keep), report
 
 
 def table_3_1_counts(calcium: NeuralData | None = None, neuropixels: NeuralData | None = None) -> dict:
