@@ -179,7 +179,8 @@ def read_ophys_nwb(
         response: "sweep" (AllenSDK mean sweep response, default) or "dff" (mean DfOverF over the same frames).
         specimen: the mouse id used as `animal`; default general/specimen_name of the file.
         area: override the targeted structure (general/optophysiology/imaging_plane_1/location).
-        stimuli: (118, h, w) images or a .npy path; default the file's natural scenes template when present.
+        stimuli: (118, h, w) images or a .npy path; default (None) the file's natural scenes template when present;
+            False: no images (merge many experiments, then attach the images once).
         missing_trials: None (error if an image has fewer presentations), "min" or "mean".
 
     Returns:
@@ -231,7 +232,7 @@ def read_ophys_nwb(
         unit_ids=np.asarray(cell_ids).astype(np.int64).astype(str),
         p_run_mod=p_run,
         time_window_ms=(0.0, 1000.0 * 2 * sweep_length / rate),
-        stimuli=stimuli,
+        stimuli=None if stimuli is False else stimuli,
         missing_trials=missing_trials,
         modality="calcium",
         per_unit={

@@ -81,6 +81,7 @@ def test_ophys_mean_sweep_response_matches_allensdk_formula(tmp_path, version):
     assert data.stimuli.shape == (N_IMG, 4, 5, 1) and data.stimulus_ids[5] == "5"
     assert data.attrs["modality"] == "calcium" and data.time_bins_ms[0, 1] == pytest.approx(1000 * 2 * L / 30)
     assert np.isnan(data.attrs["per_unit"]["p_run_mod_ns"]).all()  # 2 showings: too few for the t-test
+    assert read_ophys_nwb(tmp_path / "exp.nwb", stimuli=False).stimuli is None
 
 
 def test_ophys_dff_response_and_errors(tmp_path):
