@@ -143,3 +143,13 @@ def test_compare_to_thesis_totals():
     assert lines[("calcium", "VISl")] == ["0", "4393", "0", "24"]
     assert len(THESIS_TABLE_3_1) == 12
     assert compare_to_thesis({}).count("\n") == 0
+
+
+def test_empty_selection_names_the_stages():
+    from goaldriven.neural_fits.data.neural_data import NeuralDataError
+
+    data = _data([("s1", "VISp", False)] * 3, p_run=[0.5] * 3)
+    with pytest.raises(NeuralDataError, match=r"(?s)kept no unit.*consistency >= 0.3 +0/0"):
+        select_calcium(data, n_boot=10, seed=0)
+    with pytest.raises(NeuralDataError, match="p_run_mod_ns"):
+        select_calcium(_data([("s1", "VISp", True)] * 3), n_boot=10, seed=0)
