@@ -152,7 +152,8 @@ def _c_text(cs: Sequence[float]) -> str:
 
 
 def best_layers(layer_results: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:
-    """{task: {"layer", "mean", "sem"}}: the layer with the highest mean over splits (first in order on ties)."""
+    """{task: {"layer", "mean", "sem"}}: the layer with the highest mean over splits (the first one on ties, in the
+    model's layer order, which `evaluate` keeps)."""
     out = {}
     for task, by_layer in layer_results.items():
         if by_layer:
@@ -193,4 +194,10 @@ def evaluate(
                 results[name][layer] = result
                 if on_result is not None:
                     on_result(name, layer, result)
+    for t in tasks:  # the model's layer order (results read back from JSON come sorted by name): ties go to the first
+        order = list(features[TASKS[t].dataset])
+        results[t] = {
+            layer: results[t][layer]
+            for layer in sorted(results[t], key=lambda n: (n not in order, order.index(n) if n in order else 0))
+        }
     return results

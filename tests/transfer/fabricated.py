@@ -36,8 +36,8 @@ def hvm_meta(categories: int = 4, objects: int = 2, per_level=(3, 6, 6), seed: i
 
 
 def hvm_images(meta: dict[str, np.ndarray], size: int = 32, noise: float = 10.0, seed: int = 0) -> np.ndarray:
-    """(n, size, size) uint8: a square whose brightness codes the category, whose centre the position, whose side
-    the size and whose intensity ramps the two rotations, on a noisy background."""
+    """(n, size, size) uint8: a square whose centre codes the position, whose side the size and whose intensity
+    ramps the two rotations, on a noisy background; the category sets the brightness of both."""
     rng = np.random.default_rng(seed)
     names = sorted(set(meta["category"].tolist()))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -49,7 +49,7 @@ def hvm_images(meta: dict[str, np.ndarray], size: int = 32, noise: float = 10.0,
         half = size * 0.18 * meta["size"][i]
         inside = (np.abs(yy - cy) <= half) & (np.abs(xx - cx) <= half)
         ramp = (xx - cx) / size * meta["rotation_xy"][i] + (yy - cy) / size * meta["rotation_xz"][i]
-        image = rng.normal(30, noise, (size, size)) + inside * (90 + 40 * c + 2.0 * ramp)
+        image = rng.normal(20 + 25 * c, noise, (size, size)) + inside * (90 + 2.0 * ramp)
         out[i] = np.clip(image, 0, 255).astype(np.uint8)
     return out
 
