@@ -39,10 +39,12 @@ RANKS = {
     "goaldriven.tasks": 4,
     "goaldriven.neural_fits": 5,
     "goaldriven.identification": 5,
+    "goaldriven.transfer": 5,
     "goaldriven.cli_config": 6,
     "goaldriven.train": 7,
     "goaldriven.fit_neural": 7,
     "goaldriven.identify": 7,
+    "goaldriven.transfer_eval": 7,
 }
 ALLOWED_FROM_TASKS_INTO_ALIGNMENT = {"goaldriven.alignment.training"}  # the alignment loop hook
 

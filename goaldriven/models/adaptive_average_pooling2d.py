@@ -9,7 +9,7 @@ For an input side H and an output side n, output row i averages input rows [star
 
 (the same along the width). Windows may overlap (H not a multiple of n) and repeat one input row (n > H). The layer
 computes y = P_h x P_w^T with constant row-stochastic matrices P (n, H), so it is exact, XLA-friendly and runs in the
-input's dtype (bfloat16 under mixed precision). Input spatial sizes must be static.
+input's dtype (bfloat16 under mixed precision). Input spatial sizes must be static; one layer serves every size.
 """
 
 # b: batch, h/w: input space, i/j: output space, c: channels
@@ -50,18 +50,30 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
         if len(size) != 2 or any(not isinstance(n, int) or n < 1 for n in size):
             raise ValueError(f"output_size must be a positive int or a pair of them. Received: {output_size!r}")
         self.output_size = size
+        self._cache = {}
 
     def build(self, input_shape):
-        if len(input_shape) != 4 or input_shape[1] is None or input_shape[2] is None:
+        self._matrices(input_shape)
+
+    def _matrices(self, shape):
+        """The (rows (i, h), cols (j, w)) matrices of a (b, h, w, c) input; a model built at one size may be called
+        at another (the CIFAR-10 StreamNets, trained at 64 x 64, are shown 64 x 81 scenes)."""
+        if len(shape) != 4 or shape[1] is None or shape[2] is None:
             raise ValueError(
-                f"AdaptiveAveragePooling2D needs (b, h, w, c) inputs with static h and w. Received: {input_shape}"
+                f"AdaptiveAveragePooling2D needs (b, h, w, c) inputs with static h and w. Received: {shape}"
             )
-        self._rows = adaptive_pooling_matrix(int(input_shape[1]), self.output_size[0])  # (i, h)
-        self._cols = adaptive_pooling_matrix(int(input_shape[2]), self.output_size[1])  # (j, w)
+        key = (int(shape[1]), int(shape[2]))
+        if key not in self._cache:
+            self._cache[key] = (
+                adaptive_pooling_matrix(key[0], self.output_size[0]),  # (i, h)
+                adaptive_pooling_matrix(key[1], self.output_size[1]),  # (j, w)
+            )
+        return self._cache[key]
 
     def call(self, inputs):
-        rows = ops.convert_to_tensor(self._rows, dtype=inputs.dtype)
-        cols = ops.convert_to_tensor(self._cols, dtype=inputs.dtype)
+        rows, cols = self._matrices(tuple(inputs.shape))
+        rows = ops.convert_to_tensor(rows, dtype=inputs.dtype)
+        cols = ops.convert_to_tensor(cols, dtype=inputs.dtype)
         x = ops.einsum("ih,bhwc->biwc", rows, inputs)  # (b, i, w, c)
         return ops.einsum("jw,biwc->bijc", cols, x)  # (b, i, j, c)
 

@@ -210,6 +210,31 @@ def alexnet_plan(batch_norm: bool = True) -> Plan:
     )
 
 
+STREAMS = {
+    1: ("ventral",),
+    2: ("ventral", "dorsal"),
+    6: ("VISl", "VISrl", "VISal", "VISli", "VISpm", "VISpl"),
+}  # the reference's parallel-module names (mouse-vision simplified_mousenet_*)
+
+
+def streamnet_plan(streams: int = 2) -> Plan:
+    """The StreamNet of thesis Table 3.2 (spec A3.1) with 1, 2 or 6 intermediate streams: VISp -> streams ->
+    VISpor (and VISam for 2 and 6), every deep area summing one conv per stream plus a stride-2 skip from VISp.
+
+    Edges follow the reference's connection order (input_VISp, VISp_<stream>..., VISp_VISpor, VISp_VISam, then per
+    stream <stream>_VISam, <stream>_VISpor), which is also the order of the deep areas' sums.
+    """
+    if streams not in STREAMS:
+        raise ValueError(f"streams must be one of {sorted(STREAMS)} (single, dual, six). Received: {streams!r}")
+    names = STREAMS[streams]
+    deep = ("VISpor",) if streams == 1 else ("VISpor", "VISam")
+    edges = [Edge(INPUT, "VISp", (Conv(64, 11, 4, 2), MaxPool()))]  # 64 -> 15 -> 7
+    edges += [Edge("VISp", s, (Conv(192, 5, 1, 2), MaxPool(), Conv(384, 3, 1, 1))) for s in names]  # 7 -> 3
+    edges += [Edge("VISp", area, (Conv(256, 3, 2, 0),)) for area in deep]  # skip: 7 -> 3
+    edges += [Edge(s, area, (Conv(256, 3, 1, 1),)) for s in names for area in reversed(deep)]
+    return Plan(edges=tuple(edges), outputs=deep)
+
+
 def tiny_plan(width: int = 4) -> Plan:
     """A small StreamNet-shaped DAG for tests and smoke runs (32 px: 16 -> 7 -> 3): a shallow area, two streams
     (fan-out) and a deep area summing both streams and a skip from the shallow area (merge)."""

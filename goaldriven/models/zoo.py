@@ -3,7 +3,11 @@ small CIFAR ResNets of the learning-rule experiments (small_resnets), and the ar
 identification dataset of thesis Chapter 6 (spec ch5 6.1-6.3, 11.1): ResNet-18/34 v1 (`resnet18_v1_ch6`,
 `resnet34_v1_ch6`: TPU layout with a stage-1 projection) and v2 (`resnet18_v2`, `resnet34_v2`), AlexNet and
 AlexNet-LRN (`alexnet_ch6`, `alexnet_ch6_lrn`: conv4 kernel 4, conv bias 0; `alexnet` is the Chapter 2 model), and
-KNet4/KNet5 with and without LRN (`knet4`, `knet4_lrn`, `knet5`, `knet5_lrn`).
+KNet4/KNet5 with and without LRN (`knet4`, `knet4_lrn`, `knet5`, `knet5_lrn`); and the models of mouse visual cortex
+of thesis Chapter 3 (spec ch3 A3): the StreamNets (`streamnet_single`, `streamnet_dual`, `streamnet_six`) and the
+primate baselines as that chapter uses them, torchvision's AlexNet (`alexnet_tv`), AlexNet-BN (`alexnet_bn`), VGG16
+(`vgg16`) and ResNet-18 (`resnet18_tv`), at 64 px by default (any size; `image_size=(64, 81)` for the CIFAR-10
+StreamNets shown the scenes' aspect ratio). These carry `neural_fit_layers` (the layers Table 3.4 counts).
 
 `build_model(name, ...)` is what gin binds (`gin/models/zoo.gin`), what `MODEL` names, and what neural-fit reports
 print. All models follow the library's contract: `model(images, training=...)` returns
@@ -17,12 +21,22 @@ layers (a backward kernel each) under the builder's rule and the plain Keras lay
 builder it calls; None always means backprop.
 """
 
+import functools
 from typing import Any, Callable
 
 import keras
 
 from goaldriven.alignment import binding
-from goaldriven.models import alexnet, convrnn_zoo, input_shape, knet, resnets, small_resnets
+from goaldriven.models import (
+    alexnet,
+    convrnn_zoo,
+    input_shape,
+    knet,
+    mouse_baselines,
+    resnets,
+    small_resnets,
+    streamnet,
+)
 
 FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "alexnet": alexnet.build_alexnet,
@@ -44,6 +58,13 @@ FEEDFORWARD: dict[str, Callable[..., keras.Model]] = {
     "knet5": knet.build_knet,
     "knet5_lrn": knet.build_knet,
 }
+MOUSE: dict[str, Callable[..., keras.Model]] = {
+    **{
+        f"streamnet_{variant}": functools.partial(streamnet.build_streamnet, n)
+        for variant, n in streamnet.VARIANTS.items()
+    },
+    **{name: functools.partial(mouse_baselines.build_mouse_baseline, name) for name in mouse_baselines.BUILDERS},
+}  # thesis Chapter 3; default image size 64 (mouse acuity), weight decay 5e-4 (ResNet-18: 1e-4)
 SIZED = ("alexnet", "alexnet_nolrn", "alexnet_ch6", "alexnet_ch6_lrn")  # fc6's fan-in depends on the input size
 SMALL: dict[str, int] = {f"small_resnet{depth}": depth for depth in small_resnets.DEPTHS}  # name -> depth
 DEFAULT_WEIGHT_DECAY = {
@@ -52,6 +73,8 @@ DEFAULT_WEIGHT_DECAY = {
     "alexnet_ch6": 5e-4,  # spec ch5 6.2
     "alexnet_ch6_lrn": 5e-4,
     **{name: 1e-5 for name in ("knet4", "knet4_lrn", "knet5", "knet5_lrn")},  # spec ch5 6.3 (IA: 1e-12, per experiment)
+    **{f"streamnet_{variant}": 5e-4 for variant in streamnet.VARIANTS},  # spec ch3 A4.1 ([C] recipe)
+    **mouse_baselines.DEFAULT_WEIGHT_DECAY,
 }  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
 # ConvRNN options that feedforward models accept only at their defaults, so one gin file can bind them for every model.
 CONVRNN_DEFAULTS = {"cell_weight_decay": None, "unroll_length": "full", "width_multiplier": 1.0, "remat": False}
@@ -59,7 +82,7 @@ CONVRNN_DEFAULTS = {"cell_weight_decay": None, "unroll_length": "full", "width_m
 
 def model_names() -> tuple[str, ...]:
     """Names `build_model` accepts."""
-    return convrnn_zoo.model_names() + tuple(FEEDFORWARD) + tuple(SMALL)
+    return convrnn_zoo.model_names() + tuple(FEEDFORWARD) + tuple(SMALL) + tuple(MOUSE)
 
 
 @binding.builds_under_rule
@@ -92,13 +115,12 @@ def build_model(
         width_multiplier, remat, blank_value, decoder, decoder_start, unroll).
     """
     decay = DEFAULT_WEIGHT_DECAY.get(name, 1e-4) if weight_decay is None else weight_decay
+    if name in MOUSE:
+        _check_feedforward_options(name, convrnn_kwargs)
+        common = dict(num_classes=num_classes, weight_decay=decay, learning_rule=learning_rule)
+        return MOUSE[name](image_size=image_size, channels=channels, **common)
     if name in FEEDFORWARD or name in SMALL:
-        unsupported = sorted(k for k, v in convrnn_kwargs.items() if CONVRNN_DEFAULTS.get(k, object()) != v)
-        if unsupported:
-            raise ValueError(
-                f"{name} is a feedforward model without the ConvRNN options {unsupported}; drop them (or the gin "
-                "macros that set them) for this model."
-            )
+        _check_feedforward_options(name, convrnn_kwargs)
         common = dict(num_classes=num_classes, weight_decay=decay, learning_rule=learning_rule)
         if name in SMALL:
             return small_resnets.build_small_resnet(
@@ -122,6 +144,16 @@ def build_model(
         learning_rule=learning_rule,
         **convrnn_kwargs,
     )
+
+
+def _check_feedforward_options(name: str, convrnn_kwargs: dict) -> None:
+    """Raises if ConvRNN-only options are set away from their defaults for a feedforward model."""
+    unsupported = sorted(k for k, v in convrnn_kwargs.items() if CONVRNN_DEFAULTS.get(k, object()) != v)
+    if unsupported:
+        raise ValueError(
+            f"{name} is a feedforward model without the ConvRNN options {unsupported}; drop them (or the gin "
+            "macros that set them) for this model."
+        )
 
 
 def _square(name: str, image_size, channels: int) -> int:
