@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_score
 from sklearn.svm import LinearSVC
@@ -55,13 +56,22 @@ def test_planted_targets_are_regressed_and_shuffled_targets_are_not():
 def test_pca_only_when_a_layer_has_more_features_than_max_components():
     rng = np.random.default_rng(0)
     narrow, wide = rng.normal(size=(50, 20)), rng.normal(size=(50, 21))
-    assert readouts.fit_projection(narrow, max_components=20).pca is None
+    assert readouts.fit_projection(narrow, max_components=20).axes is None
     projection = readouts.fit_projection(wide, max_components=20)
-    assert projection.pca is not None and projection(wide).shape == (50, 20)
-    assert projection.pca.svd_solver == "full"
+    assert projection.axes is not None and projection(wide).shape == (50, 20)
     # fitted on the train rows only: the test rows do not move it
     train_only = readouts.fit_projection(wide[:40], max_components=20)
     np.testing.assert_allclose(train_only.mean, wide[:40].mean(0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("n, p", [(80, 30), (40, 300)])  # sklearn's full SVD, and the Gram route (p > n)
+def test_pca_axes_are_sklearns_full_svd_axes(n, p):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, p)) @ rng.normal(size=(p, p)) * 0.1
+    projection = readouts.fit_projection(x, max_components=10)
+    reference = PCA(n_components=10, svd_solver="full").fit((x - x.mean(0)) / projection.scale)
+    overlap = np.abs(projection.axes.T @ reference.components_.T)  # equal up to sign
+    np.testing.assert_allclose(np.diag(overlap), 1.0, atol=1e-4)
 
 
 def test_ridge_cv_matches_gridsearch_over_sklearn_ridge():
