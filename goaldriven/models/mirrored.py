@@ -45,6 +45,9 @@ from goaldriven.models.encoder_plans import (  # noqa: F401  (the plan API, re-e
 )
 from goaldriven.weight_decay import tf1_l2
 
+# PyTorch's default kernel initialisation (kaiming_uniform with a = sqrt(5)): U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)).
+TORCH_DEFAULT_KERNEL = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
 
 def _pool_key(edge: Edge, j: int) -> str:
     return f"{edge.name}/op{j}"
@@ -68,6 +71,8 @@ class PlanEncoder(keras.layers.Layer):
       plan: a `Plan` (or its config dict).
       weight_decay: TF1 lambda on the conv kernels.
       synchronized_bn: cross-replica BN (the StreamNets' SyncBN of SimCLR / SimSiam; one device: plain BN).
+      torch_init: PyTorch's default conv kernel initialisation, U(+-1 / sqrt(fan_in)) (the StreamNets' reference);
+        biases start at 0 (PyTorch draws them from the same range). False: Keras' Glorot uniform.
 
     Call args:
       images: (b, h, w, c) with static h, w.
@@ -78,11 +83,15 @@ class PlanEncoder(keras.layers.Layer):
        "switches": {"<source>_to_<target>/op<j>": int32 argmax indices of that pool}}.
     """
 
-    def __init__(self, plan, weight_decay: float = 0.0, synchronized_bn: bool = False, **kwargs):
+    def __init__(
+        self, plan, weight_decay: float = 0.0, synchronized_bn: bool = False, torch_init: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.plan = plan if isinstance(plan, Plan) else Plan.from_config(plan)
         self.weight_decay = weight_decay
         self.synchronized_bn = synchronized_bn
+        self.torch_init = torch_init
+        initializer = TORCH_DEFAULT_KERNEL if torch_init else "glorot_uniform"
         self.convs, self.norms = [], []
         for edge in self.plan.edges:
             convs, norms = [], []
@@ -94,6 +103,7 @@ class PlanEncoder(keras.layers.Layer):
                         op.kernel_size,
                         strides=op.strides,
                         padding="valid",
+                        kernel_initializer=initializer,
                         kernel_regularizer=tf1_l2(weight_decay),
                         alignment_relu=op.relu,
                         name=f"{edge.name}_conv{j}",
@@ -137,7 +147,12 @@ class PlanEncoder(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"plan": self.plan.get_config(), "weight_decay": self.weight_decay, "synchronized_bn": self.synchronized_bn}
+            {
+                "plan": self.plan.get_config(),
+                "weight_decay": self.weight_decay,
+                "synchronized_bn": self.synchronized_bn,
+                "torch_init": self.torch_init,
+            }
         )
         return config
 

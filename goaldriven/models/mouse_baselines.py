@@ -40,6 +40,11 @@ from goaldriven.models.adaptive_average_pooling2d import AdaptiveAveragePooling2
 from goaldriven.weight_decay import tf1_l2
 
 BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
+# Initialisers as torchvision's (biases start at 0): PyTorch's default U(+-1 / sqrt(fan_in)) for AlexNet and the
+# ResNet's fc; kaiming_normal_(mode="fan_out", nonlinearity="relu") for the convs of VGG16 and ResNet-18; N(0, 0.01)
+# for VGG16's dense layers.
+TORCH_DEFAULT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+KAIMING_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 ALEXNET_CONVS = ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False), (256, 3, 1, 1, False))
 ALEXNET_CONVS += ((256, 3, 1, 1, True),)  # (filters, kernel, stride, padding, max pool after)
 ALEXNET_NAMES = ("pool1", "pool2", "conv3", "conv4", "pool5")
@@ -64,7 +69,7 @@ def _bn(name: str) -> keras.layers.BatchNormalization:
 class _Classic(keras.Model):
     """Shared parts of the AlexNets and VGG16: conv stack, adaptive pool, two hidden dense layers, the readout."""
 
-    feature_kind = ""
+    conv_initializer = dense_initializer = TORCH_DEFAULT
 
     def __init__(self, num_classes, weight_decay, dropout, batch_norm, pool_size, **kwargs):
         super().__init__(**kwargs)
@@ -86,12 +91,24 @@ class _Classic(keras.Model):
     def _conv(self, filters, kernel_size, strides, name):
         regularizer = tf1_l2(self.weight_decay)
         return aligned_layers.conv2d(
-            filters, kernel_size, strides=strides, kernel_regularizer=regularizer, alignment_relu=True, name=name
+            filters,
+            kernel_size,
+            strides=strides,
+            kernel_initializer=self.conv_initializer,
+            kernel_regularizer=regularizer,
+            alignment_relu=True,
+            name=name,
         )
 
     def _dense(self, units, name, alignment_relu=False):
         regularizer = tf1_l2(self.weight_decay)
-        return aligned_layers.dense(units, kernel_regularizer=regularizer, alignment_relu=alignment_relu, name=name)
+        return aligned_layers.dense(
+            units,
+            kernel_initializer=self.dense_initializer,
+            kernel_regularizer=regularizer,
+            alignment_relu=alignment_relu,
+            name=name,
+        )
 
     @property
     def neural_fit_layers(self) -> tuple[str, ...]:
@@ -160,6 +177,9 @@ class VGG16(_Classic):
     Returns {"logits", "features": {pool1: (b, 32, 32, 64), ..., pool5: (b, 2, 2, 512), fc6, fc7: (b, 4096)}} at 64 px.
     """
 
+    conv_initializer = KAIMING_FAN_OUT
+    dense_initializer = keras.initializers.RandomNormal(stddev=0.01)
+
     def __init__(self, num_classes=1000, weight_decay=5e-4, dropout=0.5, **kwargs):
         super().__init__(num_classes, weight_decay, dropout, False, 7, **kwargs)
         self.groups = [
@@ -217,7 +237,11 @@ class TorchvisionResNet18(resnet_blocks.Regularized, keras.Model):
                 channels = width
         self.avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")
         self.fc = aligned_layers.dense(
-            num_classes, kernel_regularizer=self._l2(), bias_regularizer=self._l2(bias=True), name="fc"
+            num_classes,
+            kernel_initializer=TORCH_DEFAULT,
+            kernel_regularizer=self._l2(),
+            bias_regularizer=self._l2(bias=True),
+            name="fc",
         )
 
     @property

@@ -13,7 +13,7 @@ depth hour-glass mirror):
 Streams: single "ventral"; dual "ventral", "dorsal"; six VISl, VISrl, VISal, VISli, VISpm, VISpl (the reference's
 names). Deep areas: VISpor (single) or VISpor and VISam (dual, six). Convs have biases (PyTorch's default); every conv
 is followed by BN (momentum 0.9 = PyTorch's 0.1, epsilon 1e-5, cross-replica as the SyncBN of SimCLR and SimSiam) and
-ReLU. Explicit zero padding then valid convs and valid pools reproduce PyTorch's index arithmetic (spec C.1), and the
+ReLU. Kernels start as PyTorch's defaults, U(+-1 / sqrt(fan_in)), biases at 0. Explicit zero padding then valid convs and valid pools reproduce PyTorch's index arithmetic (spec C.1), and the
 readout pool is PyTorch's AdaptiveAvgPool2d (an up-sampling by replication from 3 x 3 to 6 x 6).
 
 Counts (exact, thesis Table 3.4): trainable parameters without the readout 2,029,632 / 5,806,848 / 16,780,800; units
@@ -76,10 +76,17 @@ class StreamNet(keras.Model):
         self.plan = encoder_plans.streamnet_plan(streams)  # validates streams
         self.streams, self.num_classes, self.weight_decay = streams, num_classes, weight_decay
         self.dropout, self.readout_size = dropout, readout_size
-        self.encoder = mirrored.PlanEncoder(self.plan, weight_decay, synchronized_bn=True, name="encoder")
+        self.encoder = mirrored.PlanEncoder(
+            self.plan, weight_decay, synchronized_bn=True, torch_init=True, name="encoder"
+        )
         self.pool = AdaptiveAveragePooling2D(readout_size, name="avgpool")
         self.drop = keras.layers.Dropout(dropout, name="dropout")
-        self.readout = aligned_layers.dense(num_classes, kernel_regularizer=tf1_l2(weight_decay), name="readout")
+        self.readout = aligned_layers.dense(
+            num_classes,
+            kernel_initializer=mirrored.TORCH_DEFAULT_KERNEL,
+            kernel_regularizer=tf1_l2(weight_decay),
+            name="readout",
+        )
 
     @property
     def stream_names(self) -> tuple[str, ...]:

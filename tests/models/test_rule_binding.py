@@ -17,10 +17,12 @@ from goaldriven.models import (
     convrnn_nodes,
     convrnn_zoo,
     fast_rnn,
+    mouse_baselines,
     path_integrators,
     resnet_blocks,
     resnets,
     small_resnets,
+    streamnet,
     zoo,
 )
 
@@ -37,6 +39,10 @@ BUILDERS = {
     "build_path_integrator": lambda **kw: path_integrators.build_path_integrator(
         input_dim=2, init_dim=3, output_dim=4, kind="ugrnn", units=5, **kw
     ),
+    "build_streamnet": lambda **kw: streamnet.build_streamnet(1, num_classes=3, image_size=32, **kw),
+    "build_mouse_baseline": lambda **kw: mouse_baselines.build_mouse_baseline(
+        "resnet18_tv", num_classes=3, image_size=32, **kw
+    ),
 }
 DECORATED = [
     zoo.build_model,
@@ -45,9 +51,11 @@ DECORATED = [
     alexnet.build_alexnet,
     resnets.build_resnet,
     path_integrators.build_path_integrator,
+    streamnet.build_streamnet,
+    mouse_baselines.build_mouse_baseline,
 ]
 SLOW_NAMES = {"resnet34_v1", "resnet50_v1", "resnet50_v2", "resnet101_v2", "resnet152_v2"}
-SLOW_NAMES |= {"resnet34_v1_ch6", "resnet34_v2"}
+SLOW_NAMES |= {"resnet34_v1_ch6", "resnet34_v2", "vgg16", "alexnet_tv", "streamnet_six"}
 SLOW_NAMES |= {f"small_resnet{depth}" for depth in small_resnets.DEPTHS if depth > 14}
 RULE_CYCLE = ("fa", "wm", "ia", "sa", "aa", "kp", rules.SymmetricAlignment(self_weight=1e-3, decay_weight=0.0))
 
@@ -91,8 +99,8 @@ def _all_names():
 
 @pytest.mark.parametrize("name,rule", _all_names())
 def test_every_model_under_a_rule_has_only_aligned_kernels(name, rule):
-    kwargs = {} if name in zoo.FEEDFORWARD or name in zoo.SMALL else dict(TINY)
-    size = 16 if name in zoo.SMALL else 32
+    kwargs = {} if name in zoo.FEEDFORWARD or name in zoo.SMALL or name in zoo.MOUSE else dict(TINY)
+    size = 16 if name in zoo.SMALL else 64 if name.startswith("alexnet_") else 32
     model = zoo.build_model(name, num_classes=3, image_size=size, learning_rule=rule, **kwargs)
     expected = rules.get_rule(rule)
     aligned = layers.aligned_layers(model)

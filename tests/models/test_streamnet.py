@@ -157,3 +157,11 @@ def test_config_round_trip_and_learning_rule():
     aligned = zoo.build_model("streamnet_single", image_size=64, num_classes=4, learning_rule="fa")
     assert type(aligned.encoder.convs[0][0]).__name__ == "AlignedConv2D"
     assert type(aligned.readout).__name__ == "AlignedDense"
+
+
+def test_kernels_start_as_pytorch_defaults():
+    model = zoo.build_model("streamnet_dual", image_size=64)
+    kernel = model.encoder.convs[1][0].kernel.numpy()  # VISp -> ventral conv 5x5, 64 -> 192
+    bound = 1.0 / np.sqrt(5 * 5 * 64)
+    assert np.abs(kernel).max() <= bound and np.isclose(kernel.std(), bound / np.sqrt(3), rtol=0.02)
+    assert np.all(model.encoder.convs[1][0].bias.numpy() == 0)
