@@ -185,3 +185,24 @@ def test_streamnet_trained_at_64_accepts_the_64_by_81_scenes_of_the_cifar_fits()
     assert tuple(out["features"]["VISp"].shape) == (1, 7, 9, 64)
     assert tuple(out["features"]["VISam"].shape) == (1, 3, 4, 256)
     assert tuple(out["logits"].shape) == (1, 10)
+
+
+@pytest.mark.parametrize(
+    "name, linear",
+    [
+        ("sparse_autoencoder__streamnet_single", "linear_eval"),
+        ("depth_prediction__streamnet_single", "linear_eval_depth"),
+    ],
+)
+def test_linear_evaluation_of_a_reconstruction_run_counts_imagenet_epochs(name, linear):
+    """The documented linear-transfer command parses: 100 epochs of ImageNet at batch 256 (not PBRNet's count)."""
+    from goaldriven.tasks import schedules  # pylint: disable=g-import-not-at-top
+
+    try:
+        files = [_path(name), os.path.join(REPO, "gin", "tasks", linear + ".gin")]
+        cli_config.parse_gin_config(files, ["SSL_WORKDIR = None", *_depth_dir(name)], clear=True)
+        steps = gin.get_configurable(schedules.train_steps_for_epochs)()
+        assert steps == -(-100 * 1281167 // 256)
+        assert _query("PROBE_FEATURE") == "representation"  # the headers bind 'pool' (see the report)
+    finally:
+        gin.clear_config()
