@@ -214,7 +214,7 @@ def area_rank(area: str) -> tuple[int, str]:
 
 
 def _ratio(a: float, b: float) -> float | None:
-    return float(a / b) if b and np.isfinite(a) and np.isfinite(b) else None
+    return float(a / b) if np.isfinite(a) and np.isfinite(b) and b > 0 else None  # no ceiling: no fraction
 
 
 def markdown_row(columns: dict) -> str:

@@ -39,6 +39,9 @@ class SimulateSpec:
     n_trials: int = 10
     noise_std: float = 1.0  # trial noise s.d. (units have unit signal variance)
     seed: int = 0
+    time_bins_ms: tuple[tuple[float, float], ...] | None = None  # None: 10 ms bins 0-250 ms (synthetic.py)
+    time_profile: str | None = None  # "gamma" | "flat" (feedforward features); None: synthetic.py's default
+    readout_density: float | None = None  # expected fraction of features a unit reads; None: synthetic.py's 0.25
 
     @classmethod
     def from_items(cls, items: Sequence[str], **settings) -> "SimulateSpec":
@@ -51,11 +54,17 @@ class SimulateSpec:
 
 
 def simulate(
-    store: FeatureStore, spec: SimulateSpec, *, path: str, log: Callable[[str], None] = print
+    store: FeatureStore,
+    spec: SimulateSpec,
+    *,
+    path: str,
+    log: Callable[[str], None] = print,
+    stimuli: tuple[np.ndarray, Sequence[str], Sequence[str] | None] | None = None,
 ) -> neural_data.NeuralData:
-    """Simulates recordings of `spec.area_layers` ({area: layer}) from a model's features on `digits_stimuli()`.
+    """Simulates recordings of `spec.area_layers` ({area: layer}) from a model's features on `digits_stimuli()`, or
+    on `stimuli` = (pixels (n, h, w, c), ids, labels or None) (e.g. the mouse walkthrough's scenes).
 
-    `store` holds the features of the digits (in `digits_stimuli()` order). The recordings, with the stimuli, are
+    `store` holds the features of those stimuli, in that order. The recordings, with the stimuli, are
     saved to `path`; an existing file from the same settings is reused, one from other settings is an error (never
     overwritten).
     """
@@ -70,6 +79,9 @@ def simulate(
             spec.seed,
         )
     )
+    extra = (spec.time_bins_ms, spec.time_profile, spec.readout_density)
+    if any(value is not None for value in extra):  # files simulated without them keep their settings string
+        settings = settings[:-1] + "".join(f", {value!r}" for value in extra) + ")"
     if os.path.exists(path):
         recordings = neural_data.load_neural_data(path)
         if recordings.attrs.get("simulation_settings") != settings:
@@ -78,9 +90,9 @@ def simulate(
             )
         log(f"simulated recordings: reusing {path}")
         return recordings
-    pixels, labels = digits_stimuli()
+    pixels, ids, labels = (*digits_stimuli()[:1], digit_ids(), digits_stimuli()[1]) if stimuli is None else stimuli
     if len(store.stimulus_ids) != len(pixels):
-        raise ValueError(f"the features cover {len(store.stimulus_ids)} stimuli, not the {len(pixels)} digits.")
+        raise ValueError(f"the features cover {len(store.stimulus_ids)} stimuli, not the {len(pixels)} to simulate.")
     missing = sorted(set(area_layers.values()) - set(store.layers))
     if missing:
         raise ValueError(f"no features of layers {missing} to simulate from; the model has {list(store.layers)}.")
@@ -96,7 +108,10 @@ def simulate(
         units_per_animal=spec.units_per_animal,
         n_trials=spec.n_trials,
         noise_std=spec.noise_std,
-        stimulus_ids=digit_ids(),
+        time_bins_ms=None if spec.time_bins_ms is None else np.asarray(spec.time_bins_ms, np.float64),
+        time_profile=spec.time_profile,
+        **({} if spec.readout_density is None else {"readout_density": spec.readout_density}),
+        stimulus_ids=np.asarray(ids),
         stimulus_labels=labels,
         stimuli=pixels,
         seed=spec.seed,
