@@ -4,6 +4,16 @@ Usage:
   goaldriven-fit --gin_file=gin/experiments/digits__small_resnet8.gin --checkpoint=/tmp/digits \
       --neural_data=recordings.h5 --workdir=/tmp/digits_fit
   goaldriven-fit ... --simulate='V1=stage1_block1,IT=stage3_block1' --workdir=/tmp/digits_fit   (synthetic animals)
+  goaldriven-fit --gin_file=gin/experiments/imagenet64__streamnet_dual.gin --fit_gin=gin/fits/mouse_neuropixels.gin \
+      --checkpoint=/tmp/streamnet_dual --neural_data=allen_neuropixels.h5 --workdir=/tmp/streamnet_dual_fit
+  goaldriven-fit ... --mouse=calcium --trained_on=cifar10 ...     (Chapter 3 defaults from plain flags, no fits gin)
+
+Chapter 3 fits (--fit_gin=gin/fits/mouse_*.gin, or --mouse=neuropixels|calcium): the options of
+goaldriven.neural_fits.pipeline.mouse_tables.Chapter3Fit (PLS-25 per target animal, train fraction 0.5, 10 splits,
+100 bootstraps, Spearman-Brown, the model's neural_fit_layers, stimuli through the model's validation transform);
+--n_splits, --n_boot, --train_fraction, --layers, --areas, --seed given on the command line override them. Besides the
+files below they write mouse_table.json / .md (Table 3.3 columns), mouse_areas.png (per-area predictivity by layer
+with the inter-animal band) and, with --compare_mappings, mapping_comparison.json / .png (Fig. 3.1).
 
 The gin files are the ones the checkpoint was trained with: they configure the task (loop.run.task), which builds the
 model and gives its input normalisation (task.input_spec; a task without one, e.g. path integration, is refused).
@@ -19,18 +29,22 @@ gin -> the configured task -> goaldriven.neural_fits.pipeline.fit_checkpoint.fit
 notebook makes) -> one-line errors.
 """
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up notices (before importing it).
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
+import gin
 from goaldriven import cli_config, distribute, workdir_lock
+from goaldriven.neural_fits.data.neural_data import load_neural_data
 from goaldriven.neural_fits.mappings import MAPPINGS
+from goaldriven.neural_fits.pipeline import mouse_fit, mouse_tables
 from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
 from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
-from goaldriven.neural_fits.pipeline.stimuli import Presentation
+from goaldriven.neural_fits.pipeline.stimuli import Presentation, PresentedInput
 
 PROG = "goaldriven-fit"
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the checkpoint was trained with.")
@@ -74,6 +88,13 @@ _SIM_UNITS = flags.DEFINE_integer("simulate_units", 20, "Simulated units per ani
 _SIM_TRIALS = flags.DEFINE_integer("simulate_trials", 10, "Simulated trials per stimulus.")
 _SIM_NOISE = flags.DEFINE_float("simulate_noise", 1.0, "Trial noise s.d. (units have unit signal variance).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of splits, bootstraps and simulations.")
+_FIT_GIN = flags.DEFINE_multi_string("fit_gin", [], "Chapter 3 fit configs (gin/fits/mouse_*.gin): Chapter3Fit.")
+_MOUSE = flags.DEFINE_enum("mouse", None, list(mouse_tables.MODALITIES), "Chapter 3 fit with default options.")
+_TRAINED_ON = flags.DEFINE_enum(
+    "trained_on", None, ["imagenet", "cifar10", "none"], "Chapter 3: the model's training set (stimulus transform)."
+)
+_COMPARE = flags.DEFINE_bool("compare_mappings", False, "Chapter 3: also Fig. 3.1 (PLS, Ridge, One-to-One, RSA).")
+_OVERRIDES = ("n_splits", "n_boot", "train_fraction", "seed", "spearman_brown", "per_animal")
 
 
 def _options(items: list[str]) -> dict:
@@ -132,6 +153,29 @@ def _simulate_spec() -> SimulateSpec | None:
     )
 
 
+def _chapter3_spec() -> mouse_tables.Chapter3Fit | None:
+    """The Chapter 3 options from --fit_gin (after parsing) or --mouse, with the command line's overrides."""
+    if not _FIT_GIN.value and not _MOUSE.value:
+        return None
+    spec = gin.get_configurable(mouse_tables.Chapter3Fit)() if _FIT_GIN.value else mouse_tables.Chapter3Fit()
+    changes = {name: flags.FLAGS[name].value for name in _OVERRIDES if flags.FLAGS[name].present}
+    if _MOUSE.value:
+        changes["modality"] = _MOUSE.value
+    if _TRAINED_ON.value:
+        changes["trained_on"] = _TRAINED_ON.value
+    if flags.FLAGS["window_ms"].present:
+        changes["window_ms"] = _pair(_WINDOW.value, "window_ms")
+    return dataclasses.replace(spec, **changes)
+
+
+def _chapter3_model(task, spec, strategy):
+    """The task's model built under `strategy`, its Chapter 3 input (PresentedInput) and its FitConfig."""
+    with strategy.scope():
+        model = task.build_model()
+    config = spec.fit_config(model=model, layers=_LAYERS.value or None, areas=_AREAS.value or None)
+    return model, PresentedInput.chapter3(task.input_spec, spec.trained_on), config
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         cli_config.fail(PROG, f"unexpected arguments {argv[1:]}; every option is a --flag (see --helpfull).")
@@ -147,7 +191,11 @@ def main(argv: list[str]) -> None:
         simulate = _simulate_spec()
     except ValueError as e:
         cli_config.fail(PROG, " ".join(str(e).split()))
-    cli_config.parse_gin(PROG, _GIN_FILE.value, _GIN_BINDINGS.value)
+    cli_config.parse_gin(PROG, _GIN_FILE.value + _FIT_GIN.value, _GIN_BINDINGS.value)
+    try:
+        spec = _chapter3_spec()
+    except (ValueError, TypeError) as e:
+        cli_config.fail(PROG, " ".join(str(e).split()))
     workdir = _WORKDIR.value
 
     def log(line: str) -> None:
@@ -155,20 +203,36 @@ def main(argv: list[str]) -> None:
 
     try:
         task = cli_config.configured_task()
+        strategy = distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value)
+        model = input_spec = None
+        if spec is not None:
+            if task.input_spec is None:
+                raise ValueError(f"task {task.name!r} has no input_spec (it takes no images); Chapter 3 fits need one.")
+            model, input_spec, config = _chapter3_model(task, spec, strategy)
+            task = None
         fit = fit_checkpoint(
             _CHECKPOINT.value,
             workdir=workdir,
             task=task,
+            model=model,
+            input_spec=input_spec,
             recordings=_NEURAL_DATA.value or None,
             simulate=simulate,
             config=config,
             presentation=Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value),
-            strategy=distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value),
+            strategy=strategy,
             global_batch_size=_BATCH.value,
             features_dtype=_DTYPE.value,
             allow_external_stimuli=_EXTERNAL_STIMULI.value,
             log=log,
         )
+        if spec is not None:
+            recordings = load_neural_data(fit.recordings_path, allow_external_stimuli=_EXTERNAL_STIMULI.value)
+            name = os.path.basename(os.path.normpath(_CHECKPOINT.value))
+            mouse = mouse_fit.chapter3_outputs(
+                fit.result, recordings, spec, fit.fit_dir, config, name, _COMPARE.value, log
+            )
+            fit.paths[:] = mouse.paths
     except cli_config.ConfigError as e:
         cli_config.fail(PROG, str(e))
     except workdir_lock.WorkdirBusyError as e:  # another process fits in this workdir: leave it alone

@@ -52,8 +52,7 @@ def chapter3_fit(
     """Scores the layers of `store` (default: all) against `recordings` the Chapter 3 way and writes every file."""
     config = spec.fit_config(layers=layers)
     result = fit_recordings(store, recordings, config, log=log)
-    paths = report.write_all(result, workdir)
-    return chapter3_outputs(result, recordings, spec, workdir, config, model_name, compare_mappings, log, paths)
+    return chapter3_outputs(result, recordings, spec, workdir, config, model_name, compare_mappings, log)
 
 
 def chapter3_outputs(
@@ -65,10 +64,9 @@ def chapter3_outputs(
     model_name: str = "model",
     compare_mappings: bool = False,
     log: Callable[[str], None] = print,
-    paths: list[str] | None = None,
 ) -> MouseFit:
     """Adds the inter-animal ceiling to the fit's summary (rewriting report.py's files) and writes the Chapter 3
-    files (module docstring) into `fit_dir`."""
+    files (module docstring) into `fit_dir` (report.py's files too: the summary now holds the ceiling)."""
     ceiling = mouse_tables.inter_animal(recordings, spec, "pls" if spec.mapping == "pls" else spec.mapping, log=log)
     mouse_tables.attach_inter_animal(result, ceiling, config)
     paths = report.write_all(result, fit_dir)  # the summary now holds the inter-animal consistency
