@@ -104,7 +104,7 @@ def run(
     noise_std: float = 5.0,
     readout_density: float = 0.01,
     n_splits: int = 10,
-    n_boot: int = 100,
+    n_boot: int = 10,
     compare_mappings: bool = False,
     seed: int = 0,
     log: Callable[[str], None] = print,
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     parser.add_argument("--trained_on", default="imagenet", choices=("imagenet", "cifar10", "none"))
     parser.add_argument("--modality", default="neuropixels", choices=tuple(mouse_tables.MODALITIES))
     parser.add_argument("--n_splits", type=int, default=10)
-    parser.add_argument("--n_boot", type=int, default=100)
+    parser.add_argument("--n_boot", type=int, default=10, help="thesis: 100 (about 10x the fit time)")
     parser.add_argument("--units_per_animal", type=int, default=15)
     parser.add_argument("--noise_std", type=float, default=5.0)
     parser.add_argument("--readout_density", type=float, default=0.01)
