@@ -9,7 +9,7 @@ Reference: thesis Chapter 3 (Sections 3.3, 3.6.1-3.6.2, Table 3.3; spec ch3 A1, 
   areas       VISp <- VISp (shallow), VISl <- VISl, VISal <- VISal, VISrl <- VISrl, VISpm <- VISpm (the streams),
               VISam <- VISam (deep): noisy sparse linear readouts (synthetic.simulate_recordings) of the features of
               the stimuli as Chapter 3 presents them (resize 256 -> centre crop 224 -> 64, or 64 x 81 for
-              --trained_on=cifar10), 118 stimuli x 50 trials, one 0-250 ms bin, 4 animals x 15 units per area
+              --trained_on=cifar10), 118 stimuli x 50 trials, one 0-250 ms bin, 4 animals x 30 units per area, noise s.d. 1
   fit         the Chapter 3 fit (mouse_fit.chapter3_fit): PLS-25 per target animal, train fraction 0.5, pooled-source
               inter-animal consistency; the per-area best layer must be the layer the area reads
 
@@ -100,8 +100,8 @@ def run(
     trained_on: str = "imagenet",
     modality: str = "neuropixels",
     n_animals: int = 4,
-    units_per_animal: int = 15,
-    noise_std: float = 5.0,
+    units_per_animal: int = 30,
+    noise_std: float = 1.0,
     readout_density: float = 0.01,
     n_splits: int = 10,
     n_boot: int = 10,
@@ -194,8 +194,8 @@ def main(argv=None) -> int:
     parser.add_argument("--modality", default="neuropixels", choices=tuple(mouse_tables.MODALITIES))
     parser.add_argument("--n_splits", type=int, default=10)
     parser.add_argument("--n_boot", type=int, default=10, help="thesis: 100 (about 10x the fit time)")
-    parser.add_argument("--units_per_animal", type=int, default=15)
-    parser.add_argument("--noise_std", type=float, default=5.0)
+    parser.add_argument("--units_per_animal", type=int, default=30)
+    parser.add_argument("--noise_std", type=float, default=1.0)
     parser.add_argument("--readout_density", type=float, default=0.01)
     parser.add_argument("--compare_mappings", action="store_true")
     args = parser.parse_args(argv)
