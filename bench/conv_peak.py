@@ -80,7 +80,7 @@ def main() -> None:
         print(json.dumps(measure(args.worker, args.reps)))
         return
     result = {
-        "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count()},
+        "machine": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
         "method": "forward + input gradient + kernel gradient of one conv (3 x 2 x MACs), tf.function, best of reps",
     }
     for dtype in ("float32", "bfloat16"):
@@ -92,7 +92,7 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo), or platform.processor()."""
     try:
         with open("/proc/cpuinfo") as f:
