@@ -26,6 +26,7 @@ Usage: python -m bench.streamnet_step [--images 128] [--steps 5] [--rounds 3] [-
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -77,7 +78,7 @@ def step_flops(kind: str, images: int) -> float:
 # ---------------------------------------------------------------------------------------------------------- workers
 
 
-def _ours_steps(precision: str, images: int, modes: list[str]) -> dict:
+def _ours_steps(precision: str, images: int, modes: list[str], inter_op: int = 1) -> dict:
     """{config: run_one_step} for our steps in one precision (built and warmed up)."""
     import keras  # pylint: disable=g-import-not-at-top
     import tensorflow as tf
@@ -86,7 +87,7 @@ def _ours_steps(precision: str, images: int, modes: list[str]) -> dict:
     from goaldriven.tasks import image_classification, train_step
     from goaldriven.tasks.self_supervised import simclr
 
-    tf.config.threading.set_inter_op_parallelism_threads(1)  # 2 cores: concurrent convs only contend
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)  # 1: on 2 cores concurrent convs only contend
     keras.mixed_precision.set_global_policy(precision)
     strategy = tf.distribute.get_strategy()
     steps = {}
@@ -168,9 +169,12 @@ def _torch_steps(precision: str, images: int) -> dict:
     return {kind: torch_streamnet.make_step(kind, images, SIZE, bf16=bf16)[0] for kind in KINDS}
 
 
-def worker(framework: str, precision: str, images: int, modes: list[str]) -> None:
+def worker(framework: str, precision: str, images: int, modes: list[str], inter_op: int) -> None:
     """Builds and warms up the steps, then serves {"config", "steps"} requests on stdin with {"times"} on stdout."""
-    steps = _ours_steps(precision, images, modes) if framework == "ours" else _torch_steps(precision, images)
+    if framework == "ours":
+        steps = _ours_steps(precision, images, modes, inter_op)
+    else:
+        steps = _torch_steps(precision, images)
     for step in steps.values():
         for _ in range(2):
             step()
@@ -186,10 +190,13 @@ def worker(framework: str, precision: str, images: int, modes: list[str]) -> Non
 
 
 class _Worker:
-    def __init__(self, framework: str, precision: str, images: int, modes: list[str]):
+    def __init__(self, framework: str, precision: str, images: int, modes: list[str], inter_op: int):
         command = [sys.executable, "-m", "bench.streamnet_step", "--images", str(images), "--modes", ",".join(modes),
-                   "--worker", framework, precision]  # fmt: skip
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                   "--inter-op-threads", str(inter_op), "--worker", framework, precision]  # fmt: skip
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.configs = self._read()["ready"]
 
     def _read(self) -> dict:
@@ -216,6 +223,7 @@ class _Worker:
 def _round(workers: dict, steps: int, images: int) -> dict:
     peaks = {dtype: conv_peak.run(dtype, reps=3) for dtype in PRECISIONS.values()}
     out = {"conv_peak_gflops": {dtype: peak["peak_gflops"] for dtype, peak in peaks.items()}, "runs": {}}
+    out["loadavg_start"] = os.getloadavg()
     for (framework, precision), work in workers.items():
         for config in work.configs:
             time.sleep(0.5)  # lets the previous worker's spinning threads go to sleep
@@ -238,6 +246,7 @@ def _round(workers: dict, steps: int, images: int) -> dict:
                 ours = out["runs"].get(f"ours_{kind}_{mode}_{precision}")
                 if reference and ours:
                     ours["torch_over_ours"] = reference["step_seconds"] / ours["step_seconds"]
+    out["loadavg_end"] = os.getloadavg()
     return out
 
 
@@ -268,6 +277,13 @@ def _print_round(index: int, rnd: dict) -> None:
         )
 
 
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results", "streamnet_step.json"))
@@ -277,19 +293,22 @@ def main() -> None:
     parser.add_argument("--modes", default="graph,xla", help="ours: graph, xla (jit_compile=True) or both")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--inter-op-threads", type=int, default=1, help="ours: TensorFlow inter-op threads")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     modes = args.modes.split(",")
     if args.worker:
-        worker(*args.worker, args.images, modes)
+        worker(*args.worker, args.images, modes, args.inter_op_threads)
         return
     if args.images % 2:
         raise ValueError(f"--images must be even (SimCLR runs images / 2 pairs). Received: {args.images}")
     precisions = args.precisions.split(",")
     frameworks = ("ours",) if args.no_torch else ("ours", "torch")
-    workers = {(f, p): _Worker(f, p, args.images, modes) for p in precisions for f in frameworks}
+    workers = {(f, p): _Worker(f, p, args.images, modes, args.inter_op_threads) for p in precisions for f in frameworks}
     result = {
         "machine": {"platform": platform.platform(), "processor": conv_peak.cpu_model(), "cpus": os.cpu_count()},
+        "versions": {name: _version(name) for name in ("tensorflow", "keras", "torch")},
+        "inter_op_threads": args.inter_op_threads,
         "images_per_step": args.images,
         "image_size": SIZE,
         "steps_per_measurement": args.steps,
