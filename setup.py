@@ -50,6 +50,7 @@ setuptools.setup(
             "goaldriven-train=goaldriven.train:run_main",
             "goaldriven-fit=goaldriven.fit_neural:run_main",
             "goaldriven-identify=goaldriven.identify:run_main",
+            "goaldriven-transfer=goaldriven.transfer_eval:run_main",
         ],
     },
 )

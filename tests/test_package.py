@@ -39,7 +39,7 @@ RANKS = {
     "goaldriven.tasks": 4,
     "goaldriven.neural_fits": 5,
     "goaldriven.identification": 5,
-    "goaldriven.transfer": 5,
+    "goaldriven.transfer": 6,
     "goaldriven.cli_config": 6,
     "goaldriven.train": 7,
     "goaldriven.fit_neural": 7,
@@ -103,7 +103,7 @@ def _group(module: str) -> str:
 
 
 # each defines absl flags: one per process
-ENTRY_POINTS = ("goaldriven.train", "goaldriven.fit_neural", "goaldriven.identify")
+ENTRY_POINTS = ("goaldriven.train", "goaldriven.fit_neural", "goaldriven.identify", "goaldriven.transfer_eval")
 
 
 @pytest.mark.parametrize("module", [m for m in _modules() if m not in ENTRY_POINTS])

@@ -45,8 +45,11 @@ from goaldriven.models.encoder_plans import (  # noqa: F401  (the plan API, re-e
 )
 from goaldriven.weight_decay import tf1_l2
 
-# PyTorch's default kernel initialisation (kaiming_uniform with a = sqrt(5)): U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)).
-TORCH_DEFAULT_KERNEL = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+def torch_default_kernel() -> keras.initializers.Initializer:
+    """A new initializer of PyTorch's default kernel distribution (kaiming_uniform with a = sqrt(5)):
+    U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)). One per layer: Keras 3 draws the same values from one unseeded instance."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def _pool_key(edge: Edge, j: int) -> str:
@@ -91,7 +94,6 @@ class PlanEncoder(keras.layers.Layer):
         self.weight_decay = weight_decay
         self.synchronized_bn = synchronized_bn
         self.torch_init = torch_init
-        initializer = TORCH_DEFAULT_KERNEL if torch_init else "glorot_uniform"
         self.convs, self.norms = [], []
         for edge in self.plan.edges:
             convs, norms = [], []
@@ -103,7 +105,7 @@ class PlanEncoder(keras.layers.Layer):
                         op.kernel_size,
                         strides=op.strides,
                         padding="valid",
-                        kernel_initializer=initializer,
+                        kernel_initializer=torch_default_kernel() if torch_init else "glorot_uniform",
                         kernel_regularizer=tf1_l2(weight_decay),
                         alignment_relu=op.relu,
                         name=f"{edge.name}_conv{j}",

@@ -15,7 +15,8 @@ Keras' (h, w, c), which matters only for loading PyTorch weights. The thesis doe
 the depth head; 1 x 1 by default.
 
 Model contract: `model(images, training=...)` returns {"reconstruction": (b, h, w, 3) float32,
-["embedding": (b, d) float32,] ["prediction": (b, h, w, k) float32,] "features": {encoder node: value, ["embedding"]}}.
+["embedding": (b, d) float32,] ["prediction": (b, h, w, k) float32,] "features": {encoder node: value, "pool": (b, 36 c_o) the flattened 6 x 6 readout pool (the linear probe's input, as the
+reference's), ["embedding"]}}. `neural_fit_layers` are the encoder's nodes (thesis Table 3.4 counts).
 No "logits": the tasks (tasks/self_supervised/reconstruction.py) read these keys, neural fits read "features".
 
 Backprop only: the decoder's transposed convs have no aligned layer, so the builders raise under any other rule.
@@ -75,9 +76,9 @@ class MirroredAutoencoder(keras.Model):
         self.code_shape = self.plan.shapes((*size, 3)).code  # (h_o, w_o, c_o)
         regularizer = tf1_l2(weight_decay)
         self.encoder = mirrored.PlanEncoder(self.plan, weight_decay, name="encoder")
+        self.readout_pool = AdaptiveAveragePooling2D(readout_size, name="readout_pool")
         if embedding_dim is not None:
             h_o, w_o, c_o = self.code_shape
-            self.readout_pool = AdaptiveAveragePooling2D(readout_size, name="readout_pool")
             self.embed = aligned_layers.dense(embedding_dim, kernel_regularizer=regularizer, name="embed")
             self.expand = aligned_layers.dense(
                 readout_size * readout_size * c_o, kernel_regularizer=regularizer, name="expand"
@@ -91,16 +92,22 @@ class MirroredAutoencoder(keras.Model):
             )
 
     @property
+    def neural_fit_layers(self) -> tuple[str, ...]:
+        return self.plan.nodes
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
-        return self.plan.nodes + (("embedding",) if self.embedding_dim is not None else ())
+        return self.plan.nodes + ("pool",) + (("embedding",) if self.embedding_dim is not None else ())
 
     def call(self, images, training=False):
         encoded = self.encoder(images, training=training)
         features, code = dict(encoded["features"]), encoded["code"]
         result = {}
+        pooled = self.readout_pool(code)  # (b, 6, 6, c_o)
+        pooled = ops.reshape(pooled, (-1, math.prod(pooled.shape[1:])))  # (b, 36 c_o): the linear probe's input
+        features["pool"] = pooled
         if self.embedding_dim is not None:
-            pooled = self.readout_pool(code)  # (b, 6, 6, c_o)
-            embedding = self.embed(ops.reshape(pooled, (-1, math.prod(pooled.shape[1:]))))  # (b, d)
+            embedding = self.embed(pooled)  # (b, d)
             expanded = ops.reshape(self.expand(embedding), (-1, self.readout_size, self.readout_size, code.shape[-1]))
             code = self.restore_pool(expanded)  # (b, h_o, w_o, c_o)
             features["embedding"] = embedding

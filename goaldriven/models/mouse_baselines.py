@@ -28,6 +28,7 @@ Learning rules: convs and dense layers come from the alignment factories (any ru
 """
 
 # b: batch, h/w: space, c: channels, k: classes
+import functools
 import math
 
 import keras
@@ -35,7 +36,7 @@ from keras import ops
 
 from goaldriven.alignment import binding
 from goaldriven.alignment import layers as aligned_layers
-from goaldriven.models import input_shape, resnet_blocks
+from goaldriven.models import input_shape, mirrored, resnet_blocks
 from goaldriven.models.adaptive_average_pooling2d import AdaptiveAveragePooling2D
 from goaldriven.weight_decay import tf1_l2
 
@@ -43,8 +44,10 @@ BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
 # Initialisers as torchvision's (biases start at 0): PyTorch's default U(+-1 / sqrt(fan_in)) for AlexNet and the
 # ResNet's fc; kaiming_normal_(mode="fan_out", nonlinearity="relu") for the convs of VGG16 and ResNet-18; N(0, 0.01)
 # for VGG16's dense layers.
-TORCH_DEFAULT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
-KAIMING_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+# One initializer per layer (factories): Keras 3 draws the same values from one unseeded instance.
+TORCH_DEFAULT = mirrored.torch_default_kernel
+KAIMING_FAN_OUT = functools.partial(keras.initializers.VarianceScaling, 2.0, "fan_out", "untruncated_normal")
+NORMAL_001 = functools.partial(keras.initializers.RandomNormal, stddev=0.01)
 ALEXNET_CONVS = ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False), (256, 3, 1, 1, False))
 ALEXNET_CONVS += ((256, 3, 1, 1, True),)  # (filters, kernel, stride, padding, max pool after)
 ALEXNET_NAMES = ("pool1", "pool2", "conv3", "conv4", "pool5")
@@ -69,7 +72,7 @@ def _bn(name: str) -> keras.layers.BatchNormalization:
 class _Classic(keras.Model):
     """Shared parts of the AlexNets and VGG16: conv stack, adaptive pool, two hidden dense layers, the readout."""
 
-    conv_initializer = dense_initializer = TORCH_DEFAULT
+    conv_initializer = dense_initializer = staticmethod(TORCH_DEFAULT)
 
     def __init__(self, num_classes, weight_decay, dropout, batch_norm, pool_size, **kwargs):
         super().__init__(**kwargs)
@@ -94,7 +97,7 @@ class _Classic(keras.Model):
             filters,
             kernel_size,
             strides=strides,
-            kernel_initializer=self.conv_initializer,
+            kernel_initializer=self.conv_initializer(),
             kernel_regularizer=regularizer,
             alignment_relu=True,
             name=name,
@@ -104,7 +107,7 @@ class _Classic(keras.Model):
         regularizer = tf1_l2(self.weight_decay)
         return aligned_layers.dense(
             units,
-            kernel_initializer=self.dense_initializer,
+            kernel_initializer=self.dense_initializer(),
             kernel_regularizer=regularizer,
             alignment_relu=alignment_relu,
             name=name,
@@ -177,8 +180,8 @@ class VGG16(_Classic):
     Returns {"logits", "features": {pool1: (b, 32, 32, 64), ..., pool5: (b, 2, 2, 512), fc6, fc7: (b, 4096)}} at 64 px.
     """
 
-    conv_initializer = KAIMING_FAN_OUT
-    dense_initializer = keras.initializers.RandomNormal(stddev=0.01)
+    conv_initializer = staticmethod(KAIMING_FAN_OUT)
+    dense_initializer = staticmethod(NORMAL_001)
 
     def __init__(self, num_classes=1000, weight_decay=5e-4, dropout=0.5, **kwargs):
         super().__init__(num_classes, weight_decay, dropout, False, 7, **kwargs)
@@ -238,7 +241,7 @@ class TorchvisionResNet18(resnet_blocks.Regularized, keras.Model):
         self.avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")
         self.fc = aligned_layers.dense(
             num_classes,
-            kernel_initializer=TORCH_DEFAULT,
+            kernel_initializer=TORCH_DEFAULT(),
             kernel_regularizer=self._l2(),
             bias_regularizer=self._l2(bias=True),
             name="fc",

@@ -83,7 +83,7 @@ class StreamNet(keras.Model):
         self.drop = keras.layers.Dropout(dropout, name="dropout")
         self.readout = aligned_layers.dense(
             num_classes,
-            kernel_initializer=mirrored.TORCH_DEFAULT_KERNEL,
+            kernel_initializer=mirrored.torch_default_kernel(),
             kernel_regularizer=tf1_l2(weight_decay),
             name="readout",
         )

@@ -60,6 +60,7 @@ def test_alexnet_plan_sizes_at_64px_and_parameter_count():
     assert out["reconstruction"].shape == (2, 64, 64, 3) and out["embedding"].shape == (2, 128)
     assert {k: tuple(v.shape[1:]) for k, v in out["features"].items()} == {
         **{k: v for k, v in shapes.nodes.items() if k != INPUT},
+        "pool": (6 * 6 * 256,),  # the 6 x 6 readout pool of pool5, flattened (the linear probe's input)
         "embedding": (128,),
     }
     first = model.decoder.deconvs[0][0]  # the mirror of conv1: 15 -> 4 * 14 + 11 + 1 = 68, cropped by 2 to 64
@@ -86,8 +87,10 @@ def test_dag_plan_with_merge_and_fan_out_has_exact_sizes():
     out = model(tf.random.normal([2, 32, 32, 3]))
     assert out["reconstruction"].shape == (2, 32, 32, 3)
     assert {k: tuple(v.shape[1:]) for k, v in out["features"].items()} == {
-        "shallow": (7, 7, 4), "stream1": (3, 3, 8), "stream2": (3, 3, 8), "deep": (3, 3, 8), "embedding": (16,)
+        "shallow": (7, 7, 4), "stream1": (3, 3, 8), "stream2": (3, 3, 8), "deep": (3, 3, 8), "pool": (288,),
+        "embedding": (16,),
     }  # fmt: skip
+    assert model.neural_fit_layers == plan.nodes
     two = _two_deep_areas()
     assert two.shapes((32, 32, 3)).code == (3, 3, 5)  # the outputs are concatenated
 

@@ -128,3 +128,9 @@ def test_learning_rule_gives_aligned_layers(name):
     model = zoo.build_model(name, image_size=64, num_classes=2, learning_rule="fa")
     kinds = {type(layer).__name__ for layer in model._flatten_layers() if hasattr(layer, "kernel")}
     assert kinds <= {"AlignedConv2D", "AlignedDense"} and kinds, kinds
+
+
+def test_layers_start_from_independent_draws():
+    model = zoo.build_model("alexnet_tv", image_size=64)
+    assert not np.allclose(model.convs[3].kernel.numpy()[:, :, :256], model.convs[4].kernel.numpy())
+    assert not np.allclose(model.fc6.kernel.numpy()[:4096], model.fc7.kernel.numpy())

@@ -165,3 +165,11 @@ def test_kernels_start_as_pytorch_defaults():
     bound = 1.0 / np.sqrt(5 * 5 * 64)
     assert np.abs(kernel).max() <= bound and np.isclose(kernel.std(), bound / np.sqrt(3), rtol=0.02)
     assert np.all(model.encoder.convs[1][0].bias.numpy() == 0)
+
+
+def test_parallel_layers_start_from_independent_draws():
+    model = zoo.build_model("streamnet_dual", image_size=64)
+    ventral, dorsal = model.encoder.convs[1][0].kernel.numpy(), model.encoder.convs[2][0].kernel.numpy()
+    assert not np.allclose(ventral, dorsal)
+    out = model(np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32))["features"]
+    assert not np.allclose(out["VISpor"], out["VISam"])
