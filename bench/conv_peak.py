@@ -6,7 +6,10 @@ mode: TensorFlow's oneDNN kernels; XLA's CPU convolutions are slower here, see R
 after a warm-up. Shapes: large 3x3 convs (the usual peak) and the StreamNet's own largest layers at batch 128
 (conv 5x5 64 -> 192 on 7x7, conv 3x3 384 -> 256 on 3x3). Peak = the best shape. Every dtype runs in its own process.
 
-Usage: python -m bench.conv_peak [--out bench/results/conv_peak.json] [--reps 5]
+With --torch, the same convs are timed in PyTorch too (NCHW; bf16 via autocast): both frameworks call oneDNN, so this
+shows how far a framework-level speed-up of a conv-bound step can go.
+
+Usage: python -m bench.conv_peak [--out bench/results/conv_peak.json] [--reps 5] [--torch]
 """
 
 import argparse
@@ -60,9 +63,35 @@ def measure(dtype_name: str, reps: int = 5, shapes: dict = None) -> dict:
     return {"gflops_by_shape": out, "peak_gflops": max(out.values())}
 
 
-def run(dtype_name: str, reps: int = 5) -> dict:
+def measure_torch(dtype_name: str, reps: int = 5, shapes: dict = None) -> dict:
+    """The same convs in PyTorch (NCHW, bf16 through autocast), for a kernel-by-kernel comparison."""
+    import torch  # pylint: disable=g-import-not-at-top
+
+    torch.set_num_threads(os.cpu_count())
+    bf16 = dtype_name == "bfloat16"
+    out = {}
+    for name, (b, h, k, cin, cout) in (shapes or SHAPES).items():
+        x = torch.randn(b, cin, h, h, requires_grad=True)
+        conv = torch.nn.Conv2d(cin, cout, k, 1, k // 2, bias=False)
+
+        def conv_step(x=x, conv=conv):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = conv(x).float().sum()
+            loss.backward()
+
+        conv_step()
+        times = []
+        for _ in range(reps):
+            began = time.perf_counter()
+            conv_step()
+            times.append(time.perf_counter() - began)
+        out[name] = 3 * 2 * b * h * h * k * k * cin * cout / min(times) / 1e9
+    return {"gflops_by_shape": out, "peak_gflops": max(out.values())}
+
+
+def run(dtype_name: str, reps: int = 5, framework: str = "tf") -> dict:
     """`measure` in a fresh process (run from the repository root)."""
-    command = [sys.executable, "-m", "bench.conv_peak", "--reps", str(reps), "--worker", dtype_name]
+    command = [sys.executable, "-m", "bench.conv_peak", "--reps", str(reps), "--worker", framework, dtype_name]
     proc = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not lines:
@@ -74,10 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(HERE, "results", "conv_peak.json"))
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--torch", action="store_true", help="also time the same convs in PyTorch")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.worker, args.reps)))
+        framework, dtype = args.worker
+        print(json.dumps((measure if framework == "tf" else measure_torch)(dtype, args.reps)))
         return
     result = {
         "machine": {"platform": platform.platform(), "processor": cpu_model(), "cpus": os.cpu_count()},
@@ -87,6 +118,10 @@ def main() -> None:
         result[dtype] = run(dtype, args.reps)
         shapes = ", ".join(f"{k} {v:.0f}" for k, v in result[dtype]["gflops_by_shape"].items())
         print(f"{dtype}: peak {result[dtype]['peak_gflops']:.0f} GFLOP/s ({shapes})", flush=True)
+        if args.torch:
+            result[f"torch_{dtype}"] = run(dtype, args.reps, "torch")
+            shapes = ", ".join(f"{k} {v:.0f}" for k, v in result[f"torch_{dtype}"]["gflops_by_shape"].items())
+            print(f"  PyTorch {dtype}: {shapes}", flush=True)
     result["loadavg_end"] = os.getloadavg()
     atomic_write.write_json(args.out, result)
     print(f"wrote {args.out}")

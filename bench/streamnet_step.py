@@ -19,7 +19,12 @@ one fixed random batch on the device (the input pipeline is not timed).
 
 Method: one long-lived worker process per (framework, precision) builds and warms up (2 steps) all its steps, then the
 rounds interleave them: each round measures the conv peaks, then every configuration for `--steps` steps back to
-back, so ratios compare like conditions; ratios are taken within a round and the summary reports medians over rounds.
+back, so ratios compare like conditions; ratios are taken within a round and the summary reports medians over rounds
+("torch_over_ours", from the per-round median steps) and the same from the best steps ("torch_over_ours_best").
+
+Run it on a quiet machine: under contention from other processes PyTorch's OpenMP threads (static work split, spin
+barriers) slow down 3-6x while TensorFlow's work-stealing pool slows down about 2x, which inflates the ratios; the
+script warns when the load average before the run exceeds QUIET_LOAD and records the load of every round.
 
 Usage: python -m bench.streamnet_step [--images 128] [--steps 5] [--rounds 3] [--modes graph,xla]
        [--out bench/results/streamnet_step.json]
