@@ -18,9 +18,11 @@ Every step sees `--images` images (supervised: that batch; SimCLR: images / 2 pa
 one fixed random batch on the device (the input pipeline is not timed).
 
 Method: one long-lived worker process per (framework, precision) builds and warms up (2 steps) all its steps, then the
-rounds interleave them: each round measures the conv peaks, then every configuration for `--steps` steps back to
-back, so ratios compare like conditions; ratios are taken within a round and the summary reports medians over rounds
-("torch_over_ours", from the per-round median steps) and the same from the best steps ("torch_over_ours_best").
+rounds interleave them: each round measures the conv peaks, then runs `--steps` cycles of one step of every
+configuration in turn (round-robin at step granularity), so every configuration sees the same load swings; ratios are taken within a round and the summary reports medians over rounds
+("torch_over_ours", from the per-round median steps), the same from the best steps ("torch_over_ours_best") and from
+the median process CPU time per step ("torch_over_ours_cpu": less sensitive to other processes, but it counts
+threads spinning at barriers).
 
 Run it on a quiet machine: under contention from other processes PyTorch's OpenMP threads (static work split, spin
 barriers) slow down 3-6x while TensorFlow's work-stealing pool slows down about 2x, which inflates the ratios; the
@@ -187,12 +189,13 @@ def worker(framework: str, precision: str, images: int, modes: list[str], inter_
     print(json.dumps({"ready": sorted(steps)}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
-        times = []
+        times, cpu = [], []
         for _ in range(request["steps"]):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             steps[request["config"]]()
             times.append(time.perf_counter() - began)
-        print(json.dumps({"times": times}), flush=True)
+            cpu.append(time.process_time() - began_cpu)
+        print(json.dumps({"times": times, "cpu": cpu}), flush=True)
 
 
 class _Worker:
@@ -213,10 +216,12 @@ class _Worker:
             if line.startswith("{"):
                 return json.loads(line)
 
-    def time(self, config: str, steps: int) -> list[float]:
+    def time(self, config: str, steps: int) -> tuple[list[float], list[float]]:
+        """(wall seconds, process CPU seconds) of `steps` steps of `config`."""
         self.proc.stdin.write(json.dumps({"config": config, "steps": steps}) + "\n")
         self.proc.stdin.flush()
-        return self._read()["times"]
+        answer = self._read()
+        return answer["times"], answer["cpu"]
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -230,22 +235,27 @@ def _round(workers: dict, steps: int, images: int) -> dict:
     peaks = {dtype: conv_peak.run(dtype, reps=3) for dtype in PRECISIONS.values()}
     out = {"conv_peak_gflops": {dtype: peak["peak_gflops"] for dtype, peak in peaks.items()}, "runs": {}}
     out["loadavg_start"] = os.getloadavg()
-    for (framework, precision), work in workers.items():
-        for config in work.configs:
-            time.sleep(0.5)  # lets the previous worker's spinning threads go to sleep
-            times = work.time(config, steps)
-            kind = config.split("_")[0]
-            seconds = statistics.median(times)
-            flops = step_flops(kind, images)
-            peak = out["conv_peak_gflops"][PRECISIONS[precision]]
-            out["runs"][f"{framework}_{config}_{precision}"] = {
-                "step_seconds": seconds,
-                "best_step_seconds": min(times),
-                "step_seconds_all": times,
-                "images_per_second": images / seconds,
-                "achieved_gflops": flops / seconds / 1e9,
-                "fraction_of_conv_peak": flops / seconds / 1e9 / peak,
-            }
+    configs = [(f, p, config) for (f, p), work in workers.items() for config in work.configs]
+    times, cpu = {c: [] for c in configs}, {c: [] for c in configs}
+    for _ in range(steps):  # round-robin, one step at a time: every configuration sees the same load swings
+        for c in configs:
+            time.sleep(0.1)  # lets the previous worker's spinning threads go to sleep
+            wall, used = workers[c[:2]].time(c[2], 1)
+            times[c] += wall
+            cpu[c] += used
+    for (framework, precision, config), seconds_all in times.items():
+        seconds = statistics.median(seconds_all)
+        flops = step_flops(config.split("_")[0], images)
+        peak = out["conv_peak_gflops"][PRECISIONS[precision]]
+        out["runs"][f"{framework}_{config}_{precision}"] = {
+            "step_seconds": seconds,
+            "best_step_seconds": min(seconds_all),
+            "step_seconds_all": seconds_all,
+            "cpu_seconds": statistics.median(cpu[framework, precision, config]),
+            "images_per_second": images / seconds,
+            "achieved_gflops": flops / seconds / 1e9,
+            "fraction_of_conv_peak": flops / seconds / 1e9 / peak,
+        }
     for precision in PRECISIONS:
         for kind in KINDS:
             reference = out["runs"].get(f"torch_{kind}_{precision}")
@@ -254,6 +264,7 @@ def _round(workers: dict, steps: int, images: int) -> dict:
                 if reference and ours:
                     ours["torch_over_ours"] = reference["step_seconds"] / ours["step_seconds"]
                     ours["torch_over_ours_best"] = reference["best_step_seconds"] / ours["best_step_seconds"]
+                    ours["torch_over_ours_cpu"] = reference["cpu_seconds"] / ours["cpu_seconds"]
     out["loadavg_end"] = os.getloadavg()
     return out
 
@@ -267,8 +278,10 @@ def _summarise(rounds: list[dict]) -> dict:
         "images_per_second",
         "achieved_gflops",
         "fraction_of_conv_peak",
+        "cpu_seconds",
         "torch_over_ours",
         "torch_over_ours_best",
+        "torch_over_ours_cpu",
     )
     summary = {
         name: {key: med(r["runs"][name][key] for r in rounds) for key in keys if key in rounds[0]["runs"][name]}
@@ -285,7 +298,12 @@ def _print_round(index: int, rnd: dict) -> None:
     peaks = ", ".join(f"{d} {v:.0f}" for d, v in rnd["conv_peak_gflops"].items())
     print(f"round {index + 1}: conv peak GFLOP/s {peaks}", flush=True)
     for name, run in rnd["runs"].items():
-        ratio = f", torch/ours {run['torch_over_ours']:.2f}x" if "torch_over_ours" in run else ""
+        ratio = (
+            f", torch/ours {run['torch_over_ours']:.2f}x (best steps {run['torch_over_ours_best']:.2f}x, CPU time "
+            f"{run['torch_over_ours_cpu']:.2f}x)"
+            if "torch_over_ours" in run
+            else ""
+        )
         print(
             f"  {name}: {1e3 * run['step_seconds']:.0f} ms/step, {run['images_per_second']:.0f} images/s, "
             f"{run['achieved_gflops']:.0f} GFLOP/s = {run['fraction_of_conv_peak']:.0%} of the conv peak{ratio}",
