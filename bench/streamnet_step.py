@@ -312,10 +312,13 @@ def _print_round(index: int, rnd: dict) -> None:
 
 
 def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    """Installed version of `package` (TensorFlow: whichever of its distributions is installed), or None."""
+    for name in (package, f"{package}-cpu", f"{package}_cpu") if package == "tensorflow" else (package,):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def main() -> None:
