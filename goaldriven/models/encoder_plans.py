@@ -7,7 +7,8 @@ out. The input node is "image". Each edge applies its ops in order to its source
 of its incoming edges' results. Ops:
 
     Conv(filters, kernel_size, strides=1, padding=0)   ZeroPad(padding) -> conv (valid, bias) -> BN -> ReLU
-                                                       (PyTorch's explicit padding, spec C.1; batch_norm / relu flags)
+                                                       (PyTorch's explicit padding, spec C.1; batch_norm / relu flags;
+                                                       stride 1 with padding (k - 1) / 2 runs as the equal SAME conv)
     MaxPool(pool_size=3, strides=2)                    valid max-pool that stores its argmax indices
 
 Nodes are ordered by their first appearance as a target; every edge's source must come before its target in that

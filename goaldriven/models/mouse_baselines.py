@@ -21,7 +21,8 @@ Counts (exact, thesis Table 3.4): parameters without the last dense layer 57,003
 (AlexNet-BN), 134,260,544 (VGG16), 11,176,512 (ResNet-18); units of `neural_fit_layers` 19,072 (AlexNet, 64 px) /
 204,672 (224 px), 133,120 / 1,538,560 (VGG16), 143,872 (ResNet-18, 64 px). Features are post-ReLU (post-BN+ReLU in
 the BN variants; Ambiguity 15). Convs and dense layers have PyTorch's biases (none in ResNet-18); BN: momentum 0.9
-(PyTorch 0.1), epsilon 1e-5, cross-replica. Padding is explicit (zero padding, then valid convs and pools): the
+(PyTorch 0.1), epsilon 1e-5, cross-replica. Padding is PyTorch's: stride-1 convs with padding (k - 1) / 2 are SAME
+convs (the same arithmetic, faster in oneDNN), the others zero padding then valid convs and pools: the
 max pool of ResNet-18 follows a ReLU, so zero padding equals PyTorch's -inf padding there.
 
 Learning rules: convs and dense layers come from the alignment factories (any rule of thesis Chapter 5).
@@ -53,6 +54,11 @@ ALEXNET_CONVS += ((256, 3, 1, 1, True),)  # (filters, kernel, stride, padding, m
 ALEXNET_NAMES = ("pool1", "pool2", "conv3", "conv4", "pool5")
 VGG16_GROUPS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (filters, convs) per pool
 MIN_SIZE = {"alexnet": 64, "vgg16": 32, "resnet18": 32}  # AlexNet: its third max pool (thesis Section 3.4.1)
+
+
+def _same(kernel_size: int, strides: int, padding: int) -> bool:
+    """Stride 1 and padding (k - 1) / 2: exactly Keras' SAME conv, which oneDNN runs faster than pad + valid."""
+    return strides == 1 and 2 * padding == kernel_size - 1
 
 
 def _pad(x, padding: int):
@@ -91,12 +97,13 @@ class _Classic(keras.Model):
         self.fc_norms = [_bn(f"{n}_bn") for n in ("fc6", "fc7")] if self.batch_norm else [None, None]
         self.drops = [keras.layers.Dropout(dropout, name=f"drop{i}") for i in (6, 7)]
 
-    def _conv(self, filters, kernel_size, strides, name):
+    def _conv(self, filters, kernel_size, strides, padding, name):
         regularizer = tf1_l2(self.weight_decay)
         return aligned_layers.conv2d(
             filters,
             kernel_size,
             strides=strides,
+            padding="same" if _same(kernel_size, strides, padding) else "valid",
             kernel_initializer=self.conv_initializer(),
             kernel_regularizer=regularizer,
             alignment_relu=True,
@@ -119,7 +126,7 @@ class _Classic(keras.Model):
         return self.feature_names
 
     def _conv_bn_relu(self, conv, norm, x, padding, training):
-        x = conv(_pad(x, padding))
+        x = conv(x if conv.padding == "same" else _pad(x, padding))
         return ops.relu(norm(x, training=training) if norm is not None else x)
 
     def _head(self, x, features, training, dropout_first):
@@ -151,7 +158,7 @@ class TorchvisionAlexNet(_Classic):
 
     def __init__(self, num_classes=1000, weight_decay=5e-4, dropout=0.5, batch_norm=False, **kwargs):
         super().__init__(num_classes, weight_decay, dropout, batch_norm, 6, **kwargs)
-        self.convs = [self._conv(f, k, s, f"conv{i + 1}") for i, (f, k, s, _, _) in enumerate(ALEXNET_CONVS)]
+        self.convs = [self._conv(f, k, s, p, f"conv{i + 1}") for i, (f, k, s, p, _) in enumerate(ALEXNET_CONVS)]
         self.norms = [_bn(f"conv{i + 1}_bn") if self.batch_norm else None for i in range(len(ALEXNET_CONVS))]
         self.pool = keras.layers.MaxPooling2D(3, 2, padding="valid", name="maxpool")
 
@@ -186,7 +193,7 @@ class VGG16(_Classic):
     def __init__(self, num_classes=1000, weight_decay=5e-4, dropout=0.5, **kwargs):
         super().__init__(num_classes, weight_decay, dropout, False, 7, **kwargs)
         self.groups = [
-            [self._conv(filters, 3, 1, f"conv{g + 1}_{j + 1}") for j in range(count)]
+            [self._conv(filters, 3, 1, 1, f"conv{g + 1}_{j + 1}") for j in range(count)]
             for g, (filters, count) in enumerate(VGG16_GROUPS)
         ]
         self.pool = keras.layers.MaxPooling2D(2, 2, padding="valid", name="maxpool")

@@ -140,7 +140,10 @@ def _pairs():
 
 @pytest.mark.parametrize("model_name, objective", _pairs())
 def test_model_trains_under_objective(model_name, objective, tmp_path):
-    _check_trained(*_train(model_name, objective, tmp_path))
+    # SimSiam on the six-stream net at 32 px: the deep areas are 1 x 1 and their BN gammas move below float32's
+    # resolution around 1.0 in two steps; more steps show they learn.
+    steps = 6 if (model_name, objective) == ("streamnet_six", "simsiam") else 2
+    _check_trained(*_train(model_name, objective, tmp_path, steps=steps))
 
 
 def test_streamnet_dual_supervised_step_compiles_with_xla(tmp_path):
