@@ -10,10 +10,47 @@ import sys
 import traceback
 from typing import Iterator, Sequence
 
-from absl import logging
+from absl import flags, logging
 
 import gin
-from goaldriven import atomic_write, config_paths
+from goaldriven import atomic_write, config_paths, distribute
+
+
+def shared_flag(define, name: str, default, *args, **kwargs) -> flags.FlagHolder:
+    """`define(name, default, *args, **kwargs)` (an absl `flags.DEFINE_*`), or the holder of the flag another entry point
+    imported into the same process (a test session) already defined with the same default."""
+    if name not in flags.FLAGS:
+        return define(name, default, *args, **kwargs)
+    existing = flags.FLAGS[name]
+    if existing.default != default:
+        raise ValueError(f"flag --{name} is defined twice with different defaults ({existing.default!r}, {default!r}).")
+    return flags.FlagHolder(flags.FLAGS, existing)
+
+
+class CheckpointFlags:
+    """The flags of the entry points that run a trained checkpoint on stimuli (goaldriven-fit, goaldriven-transfer):
+    its gin files and bindings, the checkpoint, the output workdir, the strategy and the feature extraction.
+    Both entry points may be imported into one process (tests): the second reuses the first's flags."""
+
+    def __init__(self, workdir_help: str, batch_help: str):
+        self.gin_file = shared_flag(
+            flags.DEFINE_multi_string, "gin_file", [], "Gin config files the checkpoint was trained with."
+        )
+        self.gin_bindings = shared_flag(
+            flags.DEFINE_multi_string, "gin_bindings", [], "Gin bindings (repeatable), as at training time."
+        )
+        self.checkpoint = shared_flag(
+            flags.DEFINE_string, "checkpoint", None, "Training workdir, its checkpoints/ folder, or a prefix."
+        )
+        self.workdir = shared_flag(flags.DEFINE_string, "workdir", None, workdir_help)
+        self.strategy = shared_flag(
+            flags.DEFINE_enum, "strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind."
+        )
+        self.tpu = shared_flag(flags.DEFINE_string, "tpu", None, "TPU name or address (with --strategy=tpu).")
+        self.global_batch_size = shared_flag(flags.DEFINE_integer, "global_batch_size", 64, batch_help)
+        self.features_dtype = shared_flag(
+            flags.DEFINE_enum, "features_dtype", "float32", ["float32", "float16"], "Stored feature precision."
+        )
 
 
 class ConfigError(ValueError):

@@ -47,23 +47,23 @@ from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
 from goaldriven.neural_fits.pipeline.stimuli import Presentation, PresentedInput
 
 PROG = "goaldriven-fit"
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the checkpoint was trained with.")
-_GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (repeatable), as at training time.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir, its checkpoints/ folder, or a prefix.")
+_FLAGS = cli_config.CheckpointFlags(
+    workdir_help="Output folder: features, per-unit CSV, summary JSON, plots.",
+    batch_help="Stimuli per feature-extraction batch (all replicas).",
+)
 _NEURAL_DATA = flags.DEFINE_string("neural_data", None, "Neural data file (.h5, docs/neural_data_format.md).")
 _EXTERNAL_STIMULI = flags.DEFINE_bool(
     "allow_external_stimuli", False, "Follow a data file's stimuli_path out of its folder (trusted files only)."
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: features, per-unit CSV, summary JSON, plots.")
-_STRATEGY = flags.DEFINE_enum("strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind.")
-_TPU = flags.DEFINE_string("tpu", None, "TPU name or address (with --strategy=tpu).")
 _MAPPING = flags.DEFINE_enum("mapping", "pls", sorted(MAPPINGS), "Mapping from features to each area.")
 _MAPPING_OPTIONS = flags.DEFINE_list("mapping_options", [], "Mapping options key=value, e.g. n_components=25,alpha=1.")
 _TEMPORAL = flags.DEFINE_enum("temporal", "window", list(TEMPORAL_MODES), "window | varying | fixed.")
 _WINDOW = flags.DEFINE_list("window_ms", ["70", "170"], "Response window start,end in ms (temporal=window).")
 _BINS = flags.DEFINE_list("bins_ms", [], "Bins whose start lies in [start,end) ms (varying/fixed); empty: all.")
 _TRAIN_FRACTION = flags.DEFINE_float("train_fraction", 0.75, "Fraction of stimuli fitted in each split.")
-_SPLITS = flags.DEFINE_integer("n_splits", 10, "Train/test splits (stratified by stimulus label when present).")
+_SPLITS = cli_config.shared_flag(
+    flags.DEFINE_integer, "n_splits", 10, "Train/test splits (stratified by stimulus label when present)."
+)
 _BOOT = flags.DEFINE_integer("n_boot", 100, "Bootstrapped split-halves of the trials.")
 _CORRECTION = flags.DEFINE_enum("noise_correction", "split_half", list(NOISE_CORRECTIONS), "Estimator.")
 _AGGREGATION = flags.DEFINE_enum(
@@ -73,21 +73,21 @@ _AGGREGATION = flags.DEFINE_enum(
     "Score per layer: median over units of the unit means (thesis), or mean over splits of the median (Brain-Score).",
 )
 _SB = flags.DEFINE_bool("spearman_brown", True, "Spearman-Brown on the denominators (ch3); false: ch2 eq. 2.17.")
-_LAYERS = flags.DEFINE_list("layers", [], "Model layers to score (default: every feature the model returns).")
+_LAYERS = cli_config.shared_flag(
+    flags.DEFINE_list, "layers", [], "Model layers to score (default: every feature the model returns)."
+)
 _AREAS = flags.DEFINE_list("areas", [], "Areas to score (default: all).")
 _INTER_ANIMAL = flags.DEFINE_bool("inter_animal", True, "Also estimate the inter-animal consistency per area.")
 _PER_ANIMAL = flags.DEFINE_bool("per_animal", False, "One mapping per animal and area (ch3) instead of per area.")
 _POOLING = flags.DEFINE_enum("inter_animal_mode", "pooled", ["pooled", "pairwise"], "Source animals.")
 _TIMES = flags.DEFINE_integer("times", 26, "ConvRNN presentation: time steps (10 ms each).")
 _IMAGE_ON = flags.DEFINE_integer("image_on", 10, "ConvRNN presentation: steps with the image on, then blank.")
-_BATCH = flags.DEFINE_integer("global_batch_size", 64, "Stimuli per feature-extraction batch (all replicas).")
-_DTYPE = flags.DEFINE_enum("features_dtype", "float32", ["float32", "float16"], "Stored feature precision.")
 _SIMULATE = flags.DEFINE_list("simulate", [], "area=layer,...: simulate recordings from this checkpoint's layers.")
 _SIM_ANIMALS = flags.DEFINE_integer("simulate_animals", 3, "Simulated animals.")
 _SIM_UNITS = flags.DEFINE_integer("simulate_units", 20, "Simulated units per animal and area.")
 _SIM_TRIALS = flags.DEFINE_integer("simulate_trials", 10, "Simulated trials per stimulus.")
 _SIM_NOISE = flags.DEFINE_float("simulate_noise", 1.0, "Trial noise s.d. (units have unit signal variance).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of splits, bootstraps and simulations.")
+_SEED = cli_config.shared_flag(flags.DEFINE_integer, "seed", 0, "Seed of splits, bootstraps and simulations.")
 _FIT_GIN = flags.DEFINE_multi_string("fit_gin", [], "Chapter 3 fit configs (gin/fits/mouse_*.gin): Chapter3Fit.")
 _MOUSE = flags.DEFINE_enum("mouse", None, list(mouse_tables.MODALITIES), "Chapter 3 fit with default options.")
 _TRAINED_ON = flags.DEFINE_enum(
@@ -181,7 +181,7 @@ def main(argv: list[str]) -> None:
         cli_config.fail(PROG, f"unexpected arguments {argv[1:]}; every option is a --flag (see --helpfull).")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    for flag, value in (("workdir", _WORKDIR.value), ("checkpoint", _CHECKPOINT.value)):
+    for flag, value in (("workdir", _FLAGS.workdir.value), ("checkpoint", _FLAGS.checkpoint.value)):
         if not value:
             cli_config.fail(PROG, f"--{flag} is required (see --help).")
     if bool(_NEURAL_DATA.value) == bool(_SIMULATE.value):
@@ -191,19 +191,19 @@ def main(argv: list[str]) -> None:
         simulate = _simulate_spec()
     except ValueError as e:
         cli_config.fail(PROG, " ".join(str(e).split()))
-    cli_config.parse_gin(PROG, _GIN_FILE.value + _FIT_GIN.value, _GIN_BINDINGS.value)
+    cli_config.parse_gin(PROG, _FLAGS.gin_file.value + _FIT_GIN.value, _FLAGS.gin_bindings.value)
     try:
         spec = _chapter3_spec()
     except (ValueError, TypeError) as e:
         cli_config.fail(PROG, " ".join(str(e).split()))
-    workdir = _WORKDIR.value
+    workdir = _FLAGS.workdir.value
 
     def log(line: str) -> None:
         print(line, flush=True)
 
     try:
         task = cli_config.configured_task()
-        strategy = distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value)
+        strategy = distribute.get_strategy(_FLAGS.strategy.value, tpu=_FLAGS.tpu.value)
         model = input_spec = None
         if spec is not None:
             if task.input_spec is None:
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> None:
             model, input_spec, config = _chapter3_model(task, spec, strategy)
             task = None
         fit = fit_checkpoint(
-            _CHECKPOINT.value,
+            _FLAGS.checkpoint.value,
             workdir=workdir,
             task=task,
             model=model,
@@ -221,14 +221,14 @@ def main(argv: list[str]) -> None:
             config=config,
             presentation=Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value),
             strategy=strategy,
-            global_batch_size=_BATCH.value,
-            features_dtype=_DTYPE.value,
+            global_batch_size=_FLAGS.global_batch_size.value,
+            features_dtype=_FLAGS.features_dtype.value,
             allow_external_stimuli=_EXTERNAL_STIMULI.value,
             log=log,
         )
         if spec is not None:
             recordings = load_neural_data(fit.recordings_path, allow_external_stimuli=_EXTERNAL_STIMULI.value)
-            name = os.path.basename(os.path.normpath(_CHECKPOINT.value))
+            name = os.path.basename(os.path.normpath(_FLAGS.checkpoint.value))
             mouse = mouse_fit.chapter3_outputs(
                 fit.result, recordings, spec, fit.fit_dir, config, name, _COMPARE.value, log
             )

@@ -31,27 +31,29 @@ from goaldriven.transfer.readouts import C_GRID, THESIS_C_GRID, ReadoutConfig
 from goaldriven.transfer.run import TransferConfig, evaluate_checkpoint
 
 PROG = "goaldriven-transfer"
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files the checkpoint was trained with.")
-_GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (repeatable), as at training time.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Training workdir, its checkpoints/ folder, or a prefix.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder: feature caches, results.json, table.md, transfer.png.")
+_FLAGS = cli_config.CheckpointFlags(
+    workdir_help="Output folder: feature caches, results.json, table.md, transfer.png.",
+    batch_help="Images per feature-extraction batch (all replicas).",
+)
 _HVM = flags.DEFINE_string("hvm", None, "HvM HDF5 file (images + image_meta) for categorization/position/pose/size.")
 _DTD_DIR = flags.DEFINE_string("dtd_data_dir", None, "TFDS data_dir holding the prepared 'dtd' (texture task).")
 _DTD_LABELS = flags.DEFINE_string("dtd_labels_dir", None, "DTD's official labels/ folder (folds 2..10); optional.")
 _TASKS = flags.DEFINE_list("tasks", list(TASK_ORDER), "Tasks to run (default: all five).")
-_LAYERS = flags.DEFINE_list("layers", [], "Model layers to read out (default: every feature the model returns).")
-_SPLITS = flags.DEFINE_integer("n_splits", 10, "Train/test splits per task (HvM draws; DTD folds 1..n).")
+_LAYERS = cli_config.shared_flag(
+    flags.DEFINE_list, "layers", [], "Model layers to read out (default: every feature the model returns)."
+)
+_SPLITS = cli_config.shared_flag(
+    flags.DEFINE_integer, "n_splits", 10, "Train/test splits per task (HvM draws; DTD folds 1..n)."
+)
 _GRID = flags.DEFINE_enum("c_grid", "code", ["code", "thesis"], "C grid: [C]'s 33 values or Eq. 3.17 as printed.")
 _CV = flags.DEFINE_integer("cv_folds", 5, "Cross-validation folds that choose C on each train split.")
 _COMPONENTS = flags.DEFINE_integer("max_components", 1000, "PCA dimensions for layers with more features.")
 _MAX_ITER = flags.DEFINE_integer("max_iter", 2000, "LinearSVC iterations per fit.")
 _JOBS = flags.DEFINE_integer("n_jobs", 1, "Parallel LinearSVC fits during the C search.")
 _CROP = flags.DEFINE_float("crop_fraction", CROP_FRACTION, "Centre crop (of the shorter side) before the 64 px resize.")
-_STRATEGY = flags.DEFINE_enum("strategy", "cpu", list(distribute.KINDS), "tf.distribute strategy kind.")
-_TPU = flags.DEFINE_string("tpu", None, "TPU name or address (with --strategy=tpu).")
-_BATCH = flags.DEFINE_integer("global_batch_size", 64, "Images per feature-extraction batch (all replicas).")
-_DTYPE = flags.DEFINE_enum("features_dtype", "float32", ["float32", "float16"], "Stored feature precision.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the HvM test draws, the CV folds and the fallback DTD folds.")
+_SEED = cli_config.shared_flag(
+    flags.DEFINE_integer, "seed", 0, "Seed of the HvM test draws, the CV folds and the fallback DTD folds."
+)
 
 
 def _config() -> TransferConfig:
@@ -78,7 +80,7 @@ def main(argv: list[str]) -> None:
         cli_config.fail(PROG, f"unexpected arguments {argv[1:]}; every option is a --flag (see --helpfull).")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    for flag, value in (("workdir", _WORKDIR.value), ("checkpoint", _CHECKPOINT.value)):
+    for flag, value in (("workdir", _FLAGS.workdir.value), ("checkpoint", _FLAGS.checkpoint.value)):
         if not value:
             cli_config.fail(PROG, f"--{flag} is required (see --help).")
     try:  # The options first: a bad one fails at once, before TensorFlow restores or extracts anything.
@@ -89,8 +91,8 @@ def main(argv: list[str]) -> None:
         cli_config.fail(PROG, "the HvM tasks need --hvm=<file.h5>; or choose others (--tasks=texture).")
     if _HVM.value and not os.path.exists(_HVM.value):
         cli_config.fail(PROG, f"--hvm={_HVM.value} does not exist; pass the HvM HDF5 file.")
-    cli_config.parse_gin(PROG, _GIN_FILE.value, _GIN_BINDINGS.value)
-    workdir = _WORKDIR.value
+    cli_config.parse_gin(PROG, _FLAGS.gin_file.value, _FLAGS.gin_bindings.value)
+    workdir = _FLAGS.workdir.value
 
     def log(line: str) -> None:
         print(line, flush=True)
@@ -98,16 +100,16 @@ def main(argv: list[str]) -> None:
     try:
         task = cli_config.configured_task()
         run = evaluate_checkpoint(
-            _CHECKPOINT.value,
+            _FLAGS.checkpoint.value,
             task=task,
             hvm=_HVM.value if "hvm" in config.datasets() else None,
             dtd=_DTD_DIR.value,
             dtd_labels_dir=_DTD_LABELS.value,
             workdir=workdir,
             config=config,
-            strategy=distribute.get_strategy(_STRATEGY.value, tpu=_TPU.value),
-            global_batch_size=_BATCH.value,
-            features_dtype=_DTYPE.value,
+            strategy=distribute.get_strategy(_FLAGS.strategy.value, tpu=_FLAGS.tpu.value),
+            global_batch_size=_FLAGS.global_batch_size.value,
+            features_dtype=_FLAGS.features_dtype.value,
             log=log,
         )
     except cli_config.ConfigError as e:

@@ -38,7 +38,7 @@ def _smoke_batch(task):
     if hasattr(task, "trajectories"):  # path integration
         return task.make_batch(task.trajectories, 4)(tf.constant(0, tf.int64), tf.constant([0, 1], tf.int64))
     images = tf.random.stateless_normal([2, size, size, 3], [0, 1])
-    if hasattr(task.dataset, "depth_scale"):  # depth prediction (tasks/self_supervised/depth_data.py)
+    if hasattr(getattr(task, "dataset", None), "depth_scale"):  # depth prediction (tasks/self_supervised/depth_data.py)
         return {"images": images, "depth": tf.random.stateless_uniform([2, size, size, 1], [0, 2])}
     return {"images": images, "labels": tf.constant([1, 3])}
 

@@ -12,37 +12,20 @@ import pytest
 from absl import flags
 
 import gin
-from goaldriven import checkpointing, cli_config, fit_neural
+from goaldriven import fit_neural
 from goaldriven.neural_fits.data import neural_data, synthetic
+from tests import cli_testing
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENT = os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin")
+REPO = cli_testing.REPO
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """An untrained small_resnet8 of the digits experiment, saved as a training run would save it."""
-    workdir = str(tmp_path_factory.mktemp("train"))
-    cli_config.parse_gin_config([EXPERIMENT], clear=True)
-    try:
-        task = cli_config.configured_task()
-        size = task.input_spec.image_size
-        model = task.build_model()
-        model(np.zeros((1, size, size, 3), np.float32), training=False)
-        checkpointing.Checkpointer(workdir, model=model).save(0)
-    finally:
-        gin.clear_config()
-    return workdir
+    return cli_testing.save_untrained_digits_checkpoint(str(tmp_path_factory.mktemp("train")))
 
 
 def _fit(*args):
-    argv = ["goaldriven-fit", f"--gin_file={EXPERIMENT}", *args]
-    try:
-        flags.FLAGS(argv)
-        fit_neural.main(argv[:1])
-    finally:
-        flags.FLAGS.unparse_flags()
-        gin.clear_config()
+    cli_testing.run_entry_point(fit_neural.main, "goaldriven-fit", *args)
 
 
 def test_simulated_layers_are_found_again(checkpoint, tmp_path):

@@ -3,32 +3,16 @@
 import json
 import os
 
-import numpy as np
 import pytest
-from absl import flags
 
-import gin
-from goaldriven import checkpointing, cli_config, transfer_eval
+from goaldriven import transfer_eval
+from tests import cli_testing
 from tests.transfer import fabricated
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENT = os.path.join(REPO, "gin", "experiments", "digits__small_resnet8.gin")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """An untrained small_resnet8 of the digits experiment, saved as a training run would save it."""
-    workdir = str(tmp_path_factory.mktemp("train"))
-    cli_config.parse_gin_config([EXPERIMENT], clear=True)
-    try:
-        task = cli_config.configured_task()
-        size = task.input_spec.image_size
-        model = task.build_model()
-        model(np.zeros((1, size, size, 3), np.float32), training=False)
-        checkpointing.Checkpointer(workdir, model=model).save(0)
-    finally:
-        gin.clear_config()
-    return workdir
+    return cli_testing.save_untrained_digits_checkpoint(str(tmp_path_factory.mktemp("train")))
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +21,7 @@ def hvm_file(tmp_path_factory):
 
 
 def _run(*args):
-    argv = ["goaldriven-transfer", f"--gin_file={EXPERIMENT}", *args]
-    try:
-        flags.FLAGS(argv)
-        transfer_eval.main(argv[:1])
-    finally:
-        flags.FLAGS.unparse_flags()
-        gin.clear_config()
+    cli_testing.run_entry_point(transfer_eval.main, "goaldriven-transfer", *args)
 
 
 def test_five_tasks_from_a_checkpoint(checkpoint, hvm_file, tmp_path, capsys):

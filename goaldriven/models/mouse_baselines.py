@@ -82,12 +82,7 @@ class _Classic(keras.Model):
 
     def __init__(self, num_classes, weight_decay, dropout, batch_norm, pool_size, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0 (it is the TF1 lambda; 0 disables). Received: {weight_decay}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout is a drop rate and must be in [0, 1). Received: {dropout}")
+        input_shape.check_readout(num_classes, weight_decay, dropout)
         self.num_classes, self.weight_decay, self.dropout = num_classes, weight_decay, dropout
         self.batch_norm = bool(batch_norm)
         self.avgpool = AdaptiveAveragePooling2D(pool_size, name="avgpool")

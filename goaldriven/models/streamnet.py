@@ -67,12 +67,7 @@ class StreamNet(keras.Model):
         self, streams=2, num_classes=1000, weight_decay=5e-4, dropout=0.5, readout_size=READOUT_SIZE, **kwargs
     ):
         super().__init__(**kwargs)
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0 (it is the TF1 lambda; 0 disables). Received: {weight_decay}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout is a drop rate and must be in [0, 1). Received: {dropout}")
+        input_shape.check_readout(num_classes, weight_decay, dropout)
         self.plan = encoder_plans.streamnet_plan(streams)  # validates streams
         self.streams, self.num_classes, self.weight_decay = streams, num_classes, weight_decay
         self.dropout, self.readout_size = dropout, readout_size
