@@ -33,6 +33,9 @@ from goaldriven.neural_fits.pipeline.fitting import FitConfig, FitResult
 
 MODALITIES = {"neuropixels": "Neuropixels", "calcium": "Calcium"}
 AREA_ORDER = ("VISp", "VISl", "VISal", "VISrl", "VISam", "VISpm")  # thesis Table 3.1 order
+# The one response bin of each modality as neural_fits.data.allen_* write it: Neuropixels rates averaged inside
+# 0-250 ms; calcium AllenSDK's mean sweep response, two presentation lengths from onset (about 0-530 ms).
+RESPONSE_WINDOWS = {"neuropixels": (0.0, 250.0), "calcium": (0.0, 1000.0)}
 EXCLUDED_AREAS = {"neuropixels": (), "calcium": ("VISrl",)}  # thesis Section 3.3: calcium VISrl straddles S1
 COMPARED_MAPPINGS = {  # Fig. 3.1: name -> (mapping, options); "rsa" is the identity map of eq. 3.9-3.10
     "pls": ("pls", {"n_components": 25}),
@@ -58,13 +61,18 @@ class Chapter3Fit:
     n_boot: int = 100
     spearman_brown: bool = True
     per_animal: bool = True
-    window_ms: tuple[float, float] = (0.0, 250.0)  # the Allen files hold one bin spanning the recorded 0-250 ms
+    window_ms: tuple[float, float] | None = None  # None: the modality's response bin (RESPONSE_WINDOWS)
     trained_on: str = "imagenet"
     seed: int = 0
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {tuple(MODALITIES)}. Received: {self.modality!r}")
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """The response window: `window_ms`, or the modality's one response bin of the Allen readers."""
+        return tuple(self.window_ms) if self.window_ms is not None else RESPONSE_WINDOWS[self.modality]
 
     @property
     def excluded_areas(self) -> tuple[str, ...]:
@@ -78,7 +86,7 @@ class Chapter3Fit:
         return FitConfig(
             mapping=self.mapping,
             mapping_kwargs=options,
-            window_ms=tuple(self.window_ms),
+            window_ms=self.window,
             train_fraction=self.train_fraction,
             n_splits=self.n_splits,
             n_boot=self.n_boot,
@@ -117,7 +125,7 @@ def inter_animal(
     splits = stimulus_splits(len(data.stimulus_ids), spec.train_fraction, spec.n_splits, spec.seed)
     out = {}
     for area in areas or data.areas():
-        trials = _window_trials(data, area, spec.window_ms)
+        trials = _window_trials(data, area, spec.window)
         if len(trials) < 2:
             log(f"inter-animal consistency: area {area} has {len(trials)} animal(s); needs >= 2, skipped")
             continue
@@ -147,7 +155,7 @@ def mapping_comparison(
         table["mappings"][name] = {area: summarize(v["values"]) for area, v in values.items()}
         table["unit"][name] = "animals" if COMPARED_MAPPINGS.get(name, (name,))[0] is None else "units"
     for area in data.areas():
-        trials = np.concatenate(list(_window_trials(data, area, spec.window_ms).values()), axis=1)
+        trials = np.concatenate(list(_window_trials(data, area, spec.window).values()), axis=1)
         table["reliability"][area] = summarize(split_half_reliability(trials, n_boot=spec.n_boot, seed=spec.seed))
     table["settings"] = {
         "train_fraction": spec.train_fraction,

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from goaldriven.neural_fits.data import synthetic
+from goaldriven.neural_fits.data import allen_arrays, synthetic
 from goaldriven.neural_fits.pipeline import mouse_fit, mouse_tables
 from goaldriven.neural_fits.pipeline.feature_store import FeatureStore
 from goaldriven.neural_fits.pipeline.fitting import FitResult
@@ -107,3 +107,17 @@ def test_chapter3_defaults():
     assert config.spearman_brown and Chapter3Fit().fit_config().layers is None
     with pytest.raises(ValueError, match="modality"):
         Chapter3Fit(modality="fmri")
+
+
+@pytest.mark.parametrize("modality", ["neuropixels", "calcium"])
+def test_default_window_takes_the_allen_readers_response_bin(modality):
+    # The Allen readers' bins: Neuropixels rates in 10 ms bins from 0 (averaged in the selected window), calcium one
+    # bin for AllenSDK's mean sweep response (two presentation lengths, 0-500 ms by default).
+    rng = np.random.default_rng(0)
+    shape = (4, 118, 3) if modality == "calcium" else (4, 118, 3, 25)
+    bins = {} if modality == "calcium" else {"bin_width_ms": 10.0}
+    data = allen_arrays.from_allen_arrays(rng.poisson(3.0, shape).astype(float), area="VISp", specimen="m1", **bins)
+    config = Chapter3Fit(modality=modality).fit_config()
+    a, b = config.window_ms
+    inside = [i for i, (s, e) in enumerate(data.time_bins_ms) if s >= a and e <= b]
+    assert inside == list(range(len(data.time_bins_ms)))  # every response bin the reader wrote is scored
