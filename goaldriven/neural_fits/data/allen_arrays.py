@@ -165,3 +165,17 @@ def from_allen_arrays(
         presentation=presentation,
         attrs={**dict(attrs or {}), "modality": modality, "per_unit": extra},
     )
+
+
+def preferred_images(responses, frames, speeds) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(responses, frames, speeds) as float64 and (u,) each unit's preferred image: the non-grey image with the
+    largest mean response over its presentations (AllenSDK's running-modulation tests read that image's trials).
+
+    Args: responses (u, P) per-presentation responses; frames (P,) image index (-1 grey); speeds (P,) cm/s.
+    """
+    responses = np.asarray(responses, dtype=np.float64)
+    frames = np.asarray(frames, dtype=np.float64)
+    speeds = np.asarray(speeds, dtype=np.float64)
+    images = np.unique(frames[frames >= 0])
+    means = np.stack([responses[:, frames == k].mean(axis=1) for k in images], axis=1)  # (u, n)
+    return responses, frames, speeds, images[np.argmax(means, axis=1)]

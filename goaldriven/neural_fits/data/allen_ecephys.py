@@ -25,7 +25,13 @@ import h5py
 import numpy as np
 import scipy.stats
 
-from goaldriven.neural_fits.data.allen_arrays import NUM_SCENES, VISUAL_AREAS, from_allen_arrays, trials_by_frame
+from goaldriven.neural_fits.data.allen_arrays import (
+    NUM_SCENES,
+    VISUAL_AREAS,
+    from_allen_arrays,
+    preferred_images,
+    trials_by_frame,
+)
 from goaldriven.neural_fits.data.neural_data import NeuralData, NeuralDataError
 
 # P: presentations, u: units, t: time bins (25 x 10 ms), r: trials, n: images
@@ -54,12 +60,7 @@ def ecephys_running_modulation(counts, frames, speeds, threshold: float = 1.0) -
     Args:
         counts: (u, P) spike counts 0-250 ms; frames: (P,) image index (-1 grey); speeds: (P,) cm/s.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    frames = np.asarray(frames, dtype=np.float64)
-    speeds = np.asarray(speeds, dtype=np.float64)
-    images = np.unique(frames[frames >= 0])
-    means = np.stack([counts[:, frames == k].mean(axis=1) for k in images], axis=1)  # (u, n)
-    preferred = images[np.argmax(means, axis=1)]
+    counts, frames, speeds, preferred = preferred_images(counts, frames, speeds)
     p = np.full(counts.shape[0], np.nan)
     for unit, image in enumerate(preferred):
         shown = frames == image

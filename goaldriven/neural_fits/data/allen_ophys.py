@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 import scipy.stats
 
-from goaldriven.neural_fits.data.allen_arrays import NUM_SCENES, from_allen_arrays, trials_by_frame
+from goaldriven.neural_fits.data.allen_arrays import NUM_SCENES, from_allen_arrays, preferred_images, trials_by_frame
 from goaldriven.neural_fits.data.neural_data import NeuralData, NeuralDataError
 
 # P: presentations, T: imaging frames, c: cells, r: trials, n: images
@@ -108,12 +108,7 @@ def ophys_running_modulation(sweeps, frames, speeds, threshold: float = 1.0, min
     Args:
         sweeps: (c, P) mean sweep responses; frames: (P,) image index (-1 grey); speeds: (P,) cm/s.
     """
-    sweeps = np.asarray(sweeps, dtype=np.float64)
-    frames = np.asarray(frames, dtype=np.float64)
-    speeds = np.asarray(speeds, dtype=np.float64)
-    images = np.unique(frames[frames >= 0])
-    means = np.stack([sweeps[:, frames == k].mean(axis=1) for k in images], axis=1)  # (c, n)
-    preferred = images[np.argmax(means, axis=1)]
+    sweeps, frames, speeds, preferred = preferred_images(sweeps, frames, speeds)
     p = np.full(sweeps.shape[0], np.nan)
     for cell, image in enumerate(preferred):
         shown = frames == image
