@@ -41,7 +41,11 @@ setuptools.setup(
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}"],
         # tensorflow-tpu's newest release is 2.20.0; the code is kept working on TF >=2.20,<2.22.
         "tpu": ["tensorflow-tpu==2.20.0"],
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "threadpoolctl>=3"],  # threadpoolctl: one BLAS thread per test process
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "threadpoolctl>=3",
+        ],  # threadpoolctl: one BLAS thread per test process
         # Optional: runs the reference PyTorch path integrator next to ours in bench/path_integration.py.
         "bench": ["torch==2.13.0"],
     },
