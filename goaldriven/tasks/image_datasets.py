@@ -156,8 +156,9 @@ def num_examples(name: str, split: str, *, data_dir: str | None = None) -> int:
     return _cardinality(_read(_tfds().builder(name, data_dir=data_dir), split), split)
 
 
-class _TFDSData:
-    """The train/eval/count methods `ImageClassificationTask` calls; subclasses set `tfds_name` and `_dataset`."""
+class TFDSData:
+    """The train/eval/count methods `ImageClassificationTask` calls; subclasses set `tfds_name` and `_dataset`
+    (also the 64 px data of thesis Chapter 3, tasks/mouse_datasets.py)."""
 
     tfds_name: str = ""
 
@@ -184,7 +185,7 @@ class _TFDSData:
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageNetData(_TFDSData):
+class ImageNetData(TFDSData):
     """ImageNet for `ImageClassificationTask`: bind `data_dir`, `manual_dir`, `image_size` in gin.
 
     Fields are the `imagenet_dataset` arguments of the same names; `eval_split` is "validation" (50,000 images).
@@ -218,7 +219,7 @@ class ImageNetData(_TFDSData):
 
 
 @dataclasses.dataclass(frozen=True)
-class Cifar10Data(_TFDSData):
+class Cifar10Data(TFDSData):
     """CIFAR-10 for `ImageClassificationTask` (32 px; eval on the 10,000 test images). Fields are the
     `cifar10_dataset` arguments of the same names (augmentation "shift_flip": the thesis Chapter 6 recipe)."""
 

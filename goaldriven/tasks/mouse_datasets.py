@@ -36,18 +36,16 @@ def _check_side(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive int (64, 224, ...). Received: {value!r}")
 
 
-class _Data:
-    """The train/eval/count methods `ImageClassificationTask` calls (subclasses give `_builder`, `_train_fn`,
-    `_eval_fn`, `tfds_name` and the split fields)."""
+class _Data(image_datasets.TFDSData):
+    """`image_datasets.TFDSData` over `image_datasets.tfds_pipeline` with the subclass' `_builder`, `_train_fn` and
+    `_eval_fn` (and the split fields)."""
 
-    tfds_name: str = ""
-
-    def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
+    def _dataset(self, *, training, split, global_batch_size, input_context, start_step=0, seed=0) -> tf.data.Dataset:
         return image_datasets.tfds_pipeline(
             self._builder(),
-            split=self.train_split,
-            training=True,
-            preprocess=self._train_fn(),
+            split=split,
+            training=training,
+            preprocess=self._train_fn() if training else self._eval_fn(),
             image_shape=(self.image_size, self.image_size, 3),
             global_batch_size=global_batch_size,
             input_context=input_context,
@@ -56,24 +54,6 @@ class _Data:
             num_chunks=self.num_chunks,
             shuffle_window=self.shuffle_window,
         )
-
-    def eval_dataset(self, *, global_batch_size, input_context) -> tf.data.Dataset:
-        return image_datasets.tfds_pipeline(
-            self._builder(),
-            split=self.eval_split,
-            training=False,
-            preprocess=self._eval_fn(),
-            image_shape=(self.image_size, self.image_size, 3),
-            global_batch_size=global_batch_size,
-            input_context=input_context,
-            start_step=0,
-            seed=0,
-            num_chunks=self.num_chunks,
-            shuffle_window=self.shuffle_window,
-        )
-
-    def num_eval_examples(self) -> int:
-        return image_datasets.num_examples(self.tfds_name, self.eval_split, data_dir=self.data_dir)
 
     def num_train_examples(self) -> int:
         return image_datasets.num_examples(self.tfds_name, self.train_split, data_dir=self.data_dir)
