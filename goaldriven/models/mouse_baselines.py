@@ -41,7 +41,6 @@ from goaldriven.models import input_shape, mirrored, resnet_blocks
 from goaldriven.models.adaptive_average_pooling2d import AdaptiveAveragePooling2D
 from goaldriven.weight_decay import tf1_l2
 
-BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5
 # Initialisers as torchvision's (biases start at 0): PyTorch's default U(+-1 / sqrt(fan_in)) for AlexNet and the
 # ResNet's fc; kaiming_normal_(mode="fan_out", nonlinearity="relu") for the convs of VGG16 and ResNet-18; N(0, 0.01)
 # for VGG16's dense layers.
@@ -56,23 +55,10 @@ VGG16_GROUPS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (filters, co
 MIN_SIZE = {"alexnet": 64, "vgg16": 32, "resnet18": 32}  # AlexNet: its third max pool (thesis Section 3.4.1)
 
 
-def _same(kernel_size: int, strides: int, padding: int) -> bool:
-    """Stride 1 and padding (k - 1) / 2: exactly Keras' SAME conv, which oneDNN runs faster than pad + valid."""
-    return strides == 1 and 2 * padding == kernel_size - 1
-
-
-def _pad(x, padding: int):
-    return x if not padding else ops.pad(x, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-
-
 def _check_size(kind: str, images) -> None:
     known = [size for size in images.shape[1:3] if size is not None]
     if known and min(known) < MIN_SIZE[kind]:
         raise ValueError(f"{kind} needs images of at least {MIN_SIZE[kind]} px. Received shape {images.shape}")
-
-
-def _bn(name: str) -> keras.layers.BatchNormalization:
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=True, name=name)
 
 
 class _Classic(keras.Model):
@@ -89,7 +75,11 @@ class _Classic(keras.Model):
         self.fc6 = self._dense(4096, "fc6", alignment_relu=True)
         self.fc7 = self._dense(4096, "fc7", alignment_relu=True)
         self.fc8 = self._dense(num_classes, "fc8")
-        self.fc_norms = [_bn(f"{n}_bn") for n in ("fc6", "fc7")] if self.batch_norm else [None, None]
+        self.fc_norms = (
+            [mirrored.batch_norm(f"{n}_bn", synchronized=True) for n in ("fc6", "fc7")]
+            if self.batch_norm
+            else [None, None]
+        )
         self.drops = [keras.layers.Dropout(dropout, name=f"drop{i}") for i in (6, 7)]
 
     def _conv(self, filters, kernel_size, strides, padding, name):
@@ -98,7 +88,7 @@ class _Classic(keras.Model):
             filters,
             kernel_size,
             strides=strides,
-            padding="same" if _same(kernel_size, strides, padding) else "valid",
+            padding="same" if mirrored.same_equivalent(kernel_size, strides, padding) else "valid",
             kernel_initializer=self.conv_initializer(),
             kernel_regularizer=regularizer,
             alignment_relu=True,
@@ -121,7 +111,7 @@ class _Classic(keras.Model):
         return self.feature_names
 
     def _conv_bn_relu(self, conv, norm, x, padding, training):
-        x = conv(x if conv.padding == "same" else _pad(x, padding))
+        x = conv(x if conv.padding == "same" else mirrored.zero_pad(x, padding))
         return ops.relu(norm(x, training=training) if norm is not None else x)
 
     def _head(self, x, features, training, dropout_first):
@@ -154,7 +144,10 @@ class TorchvisionAlexNet(_Classic):
     def __init__(self, num_classes=1000, weight_decay=5e-4, dropout=0.5, batch_norm=False, **kwargs):
         super().__init__(num_classes, weight_decay, dropout, batch_norm, 6, **kwargs)
         self.convs = [self._conv(f, k, s, p, f"conv{i + 1}") for i, (f, k, s, p, _) in enumerate(ALEXNET_CONVS)]
-        self.norms = [_bn(f"conv{i + 1}_bn") if self.batch_norm else None for i in range(len(ALEXNET_CONVS))]
+        self.norms = [
+            mirrored.batch_norm(f"conv{i + 1}_bn", synchronized=True) if self.batch_norm else None
+            for i in range(len(ALEXNET_CONVS))
+        ]
         self.pool = keras.layers.MaxPooling2D(3, 2, padding="valid", name="maxpool")
 
     @property
@@ -222,7 +215,7 @@ class TorchvisionResNet18(resnet_blocks.Regularized, keras.Model):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int. Received: {num_classes!r}")
         self.num_classes = num_classes
-        self._make_layers_config(weight_decay, False, BN_MOMENTUM, BN_EPSILON)
+        self._make_layers_config(weight_decay, False, mirrored.BN_MOMENTUM, mirrored.BN_EPSILON)
         self.conv1 = self._conv(64, 7, 2, alignment_relu=True, name="conv1")
         self.bn1 = self._bn("bn1")
         self.maxpool = keras.layers.MaxPooling2D(3, 2, padding="valid", name="maxpool")
@@ -262,7 +255,9 @@ class TorchvisionResNet18(resnet_blocks.Regularized, keras.Model):
         x = self.conv1(resnet_blocks.pad_for_stride(images, 7, 2))  # pad 3 each side: torchvision's padding=3
         x = ops.relu(self.bn1(x, training=training))  # (b, h / 2, w / 2, 64)
         features = {"conv1": x}
-        x = self.maxpool(_pad(x, 1))  # (b, h / 4, w / 4, 64); x >= 0, so zero padding = PyTorch's -inf padding
+        x = self.maxpool(
+            mirrored.zero_pad(x, 1)
+        )  # (b, h / 4, w / 4, 64); x >= 0, so zero padding = PyTorch's -inf padding
         features["maxpool"] = x
         for block in self.blocks:
             x = block(x, training=training)
