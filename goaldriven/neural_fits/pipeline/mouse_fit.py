@@ -67,7 +67,7 @@ def chapter3_outputs(
 ) -> MouseFit:
     """Adds the inter-animal ceiling to the fit's summary (rewriting report.py's files) and writes the Chapter 3
     files (module docstring) into `fit_dir` (report.py's files too: the summary now holds the ceiling)."""
-    ceiling = mouse_tables.inter_animal(recordings, spec, "pls" if spec.mapping == "pls" else spec.mapping, log=log)
+    ceiling = mouse_tables.inter_animal(recordings, spec, spec.mapping, log=log)
     mouse_tables.attach_inter_animal(result, ceiling, config)
     paths = report.write_all(result, fit_dir)  # the summary now holds the inter-animal consistency
     columns = mouse_tables.table_columns(result, ceiling, spec, model_name)
