@@ -155,9 +155,13 @@ def add_extra_hooks() -> None:
 
 
 def parse_gin(prog: str, gin_files: Sequence[str], bindings: Sequence[str]) -> list[str]:
-    """`parse_gin_config` for entry points: a ConfigError ends the program with its one line (exit code 2)."""
+    """`parse_gin_config` for entry points: a ConfigError ends the program with its one line (exit code 2).
+
+    A program's configuration is its command line alone: anything parsed earlier in the process (a notebook, another
+    entry point's main) is cleared first, so a second call neither inherits it nor meets gin's locked config.
+    """
     try:
-        return parse_gin_config(gin_files, bindings)
+        return parse_gin_config(gin_files, bindings, clear=True)
     except ConfigError as e:
         fail(prog, str(e))
 

@@ -39,6 +39,7 @@ RANKS = {
     "goaldriven.tasks": 4,
     "goaldriven.neural_fits": 5,
     "goaldriven.identification": 5,
+    "goaldriven.importers": 5,
     "goaldriven.transfer": 6,
     "goaldriven.cli_config": 6,
     "goaldriven.train": 7,

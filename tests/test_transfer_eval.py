@@ -3,9 +3,10 @@
 import json
 import os
 
+import gin
 import pytest
 
-from goaldriven import transfer_eval
+from goaldriven import cli_config, transfer_eval
 from tests import cli_testing
 from tests.transfer import fabricated
 
@@ -85,3 +86,13 @@ def test_bad_invocations_exit_with_one_line(args, message, capsys, tmp_path):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_an_entry_point_ignores_a_config_locked_earlier_in_the_process(capsys, tmp_path):
+    """A notebook (or an earlier test) that parsed and locked a config must not leak into the program's own."""
+    cli_config.parse_gin_config([cli_testing.DIGITS_EXPERIMENT], clear=True)  # a finished parse locks the config
+    assert gin.config_is_locked()
+    with pytest.raises(SystemExit):
+        _run(f"--workdir={tmp_path}", "--checkpoint=/nonexistent", "--tasks=texture")
+    err = capsys.readouterr().err
+    assert "no checkpoint at /nonexistent" in err and "locked" not in err
