@@ -55,6 +55,7 @@ setuptools.setup(
             "goaldriven-fit=goaldriven.fit_neural:run_main",
             "goaldriven-identify=goaldriven.identify:run_main",
             "goaldriven-transfer=goaldriven.transfer_eval:run_main",
+            "goaldriven-import=goaldriven.import_release:run_main",
         ],
     },
 )

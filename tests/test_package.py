@@ -46,6 +46,7 @@ RANKS = {
     "goaldriven.fit_neural": 7,
     "goaldriven.identify": 7,
     "goaldriven.transfer_eval": 7,
+    "goaldriven.import_release": 7,
 }
 ALLOWED_FROM_TASKS_INTO_ALIGNMENT = {"goaldriven.alignment.training"}  # the alignment loop hook
 
@@ -104,7 +105,13 @@ def _group(module: str) -> str:
 
 
 # each defines absl flags: one per process
-ENTRY_POINTS = ("goaldriven.train", "goaldriven.fit_neural", "goaldriven.identify", "goaldriven.transfer_eval")
+ENTRY_POINTS = (
+    "goaldriven.train",
+    "goaldriven.fit_neural",
+    "goaldriven.identify",
+    "goaldriven.transfer_eval",
+    "goaldriven.import_release",
+)
 
 
 @pytest.mark.parametrize("module", [m for m in _modules() if m not in ENTRY_POINTS])

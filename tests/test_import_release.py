@@ -1,0 +1,149 @@
+"""goaldriven-import's shared half on a stand-in family: a tiny importer of an .npz "release" of the digits model ->
+a goaldriven directory that goaldriven-fit's restore and goaldriven-train's fine-tuning (WarmStart) take."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import gin
+from goaldriven import checkpointing, cli_config, import_release
+from goaldriven.importers import common
+from goaldriven.tasks import warm_start
+from tests import cli_testing
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENT = "experiments/digits__small_resnet8.gin"
+
+
+def _tiny_assign(model, source, name):
+    """A stand-in importer: the file's keys are the variables' paths (and an ignorable optimizer slot)."""
+    del name
+    arrays = np.load(source)
+    plan = {v.path: common.Source(v.path) for v in model.variables}
+    return common.assign_weights(
+        model.variables,
+        plan,
+        arrays.files,
+        arrays.__getitem__,
+        origin=source,
+        ignore=lambda key: key.endswith("/Momentum"),
+    )
+
+
+FAMILY = types.SimpleNamespace(
+    RELEASED={"tiny": common.Released("tiny", "test", EXPERIMENT, files="made by the test")}, assign=_tiny_assign
+)
+
+
+def _built_model():
+    cli_config.parse_gin_config([EXPERIMENT], clear=True)
+    try:
+        return cli_config.configured_task().build_model()
+    finally:
+        gin.clear_config()
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """An .npz holding random values for every variable of the digits model, keyed by path."""
+    model = _built_model()
+    rng = np.random.default_rng(7)
+    values = {v.path: rng.normal(size=v.shape).astype(np.float32) for v in model.variables}
+    path = str(tmp_path_factory.mktemp("release") / "tiny.npz")
+    np.savez(path, **values, **{"some/kernel/Momentum": np.zeros(3, np.float32)})
+    return path, values
+
+
+def test_a_converted_release_restores_as_a_goaldriven_checkpoint(release, tmp_path, capsys):
+    source, values = release
+    output = str(tmp_path / "imported")
+    import_release.convert(FAMILY, source, "tiny", output)
+    out = capsys.readouterr().out
+    assert "ignored 1 optimizer/step entries" in out and "goaldriven-fit --gin_file=" in out
+    assert sorted(os.listdir(output)) == ["checkpoints", "config.gin", "finetune.gin", "import.json"]
+    assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+    with open(os.path.join(output, "import.json")) as f:
+        provenance = json.load(f)
+    assert provenance["release"] == "tiny" and provenance["assigned_variables"] == len(values)
+    assert provenance["source"][0]["file"] == source and provenance["source"][0]["bytes"] == os.path.getsize(source)
+    assert f"include '{EXPERIMENT}'" in open(os.path.join(output, "config.gin")).read()
+
+    # What goaldriven-fit does with --gin_file=<output>/config.gin --checkpoint=<output>:
+    cli_config.parse_gin_config([os.path.join(output, "config.gin")], clear=True)
+    try:
+        model = cli_config.configured_task().build_model()
+    finally:
+        gin.clear_config()
+    checkpointing.restore_model(model, output)
+    for v in model.variables:
+        np.testing.assert_array_equal(v.numpy(), values[v.path])
+
+    # The same output again is refused before anything is read; the first import is untouched.
+    before = sorted(os.listdir(os.path.join(output, "checkpoints")))
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        import_release.convert(FAMILY, source, "tiny", output)
+    assert sorted(os.listdir(os.path.join(output, "checkpoints"))) == before
+
+
+def test_a_mismatching_release_writes_nothing(release, tmp_path):
+    source, values = release
+    renamed = dict(values)
+    first = sorted(renamed)[0]
+    renamed[first + "_renamed"] = renamed.pop(first)
+    path = str(tmp_path / "renamed.npz")
+    np.savez(path, **renamed)
+    with pytest.raises(common.WeightImportError) as info:
+        import_release.convert(FAMILY, path, "tiny", str(tmp_path / "out"))
+    message = str(info.value)
+    assert f"match no goaldriven weight: {first}_renamed" in message
+    assert f"missing from the file (renamed, or another model): {first} (for {first})" in message
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_warm_start_sets_the_models_weights_from_the_import(release, tmp_path):
+    source, values = release
+    output = import_release.convert(FAMILY, source, "tiny", str(tmp_path / "imported"), log=lambda line: None)
+    model = _built_model()
+    hook = warm_start.WarmStart(output)
+    assert hook.build(types.SimpleNamespace(model=model)) == {}
+    for v in model.variables:
+        np.testing.assert_array_equal(v.numpy(), values[v.path])
+
+
+def test_finetune_gin_trains_from_the_imported_weights(release, tmp_path):
+    source, _ = release
+    output = import_release.convert(FAMILY, source, "tiny", str(tmp_path / "imported"), log=lambda line: None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "goaldriven.train", f"--gin_file={output}/finetune.gin", f"--workdir={tmp_path / 'ft'}",
+         "--gin_bindings=TRAIN_STEPS = 2", "--gin_bindings=STEPS_PER_LOOP = 2"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"warm start: model weights from {output}/checkpoints/ckpt-0" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "give one family first"),
+        (("pytorch",), "give one family first"),
+        (("convrnns", "--name=x", "--output=/tmp/x"), "--source is required"),
+    ],
+)
+def test_bad_invocations_exit_with_one_line(args, message, capsys):
+    family, flag_args = (args[0], args[1:]) if args else (None, ())
+    argv = ["goaldriven-import", *flag_args]
+    try:
+        cli_testing.flags.FLAGS(argv)
+        with pytest.raises(SystemExit) as exit_info:
+            import_release.main(argv[:1] + ([family] if family else []))
+    finally:
+        cli_testing.flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
