@@ -11,7 +11,6 @@ flags -> the release's gin experiment -> its task's model -> goaldriven.importer
 goaldriven.importers.release.write -> one-line errors.
 """
 
-import importlib
 import os
 import time
 
@@ -20,14 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ star
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
-from goaldriven.importers import common, release  # pylint: disable=g-import-not-at-top
+from goaldriven.importers import common, convrnns, mec, mouse_vision, release  # pylint: disable=g-import-not-at-top
 
 PROG = "goaldriven-import"
-FAMILIES = {
-    "convrnns": "goaldriven.importers.convrnns",
-    "mec": "goaldriven.importers.mec",
-    "mouse_vision": "goaldriven.importers.mouse_vision",
-}
+FAMILIES = {"convrnns": convrnns, "mec": mec, "mouse_vision": mouse_vision}
 _SOURCE = flags.DEFINE_string(
     "source", None, "The released file: a TF checkpoint prefix (model.ckpt, ckpt-101) or .pt."
 )
@@ -42,7 +37,7 @@ _BINDINGS = cli_config.shared_flag(
 def _family(argv: list[str]):
     if len(argv) != 2 or argv[1] not in FAMILIES:
         cli_config.fail(PROG, f"give one family first: {PROG} {{{','.join(FAMILIES)}}} --source=... (got {argv[1:]})")
-    return importlib.import_module(FAMILIES[argv[1]])
+    return FAMILIES[argv[1]]
 
 
 def _list(module) -> None:
