@@ -82,6 +82,12 @@ def main(argv: list[str]) -> None:
         )  # TensorFlow's INFO lines drown the progress lines; --verbosity=0 shows them.
     if not _WORKDIR.value:
         _fail("--workdir is required: a folder (local or gs://) for checkpoints, logs and evaluations.")
+    if os.path.exists(os.path.join(_WORKDIR.value, "import.json")):  # written by goaldriven-import (local folders)
+        _fail(
+            f"--workdir={_WORKDIR.value} holds weights converted by goaldriven-import (model only, kept unchanged); "
+            f"train or evaluate them in a new workdir: --gin_file={_WORKDIR.value}/finetune.gin --workdir=<new> "
+            "(add --gin_bindings='TRAIN_STEPS = 0' to evaluate only)."
+        )
     _parse_gin()
     outputs = _OUTPUT_DIR.value or _WORKDIR.value
     try:

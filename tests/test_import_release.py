@@ -115,16 +115,25 @@ def test_warm_start_sets_the_models_weights_from_the_import(release, tmp_path):
         np.testing.assert_array_equal(v.numpy(), values[v.path])
 
 
+def _train(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "goaldriven.train", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
 def test_finetune_gin_trains_from_the_imported_weights(release, tmp_path):
     source, _ = release
     output = import_release.convert(FAMILY, source, "tiny", str(tmp_path / "imported"), log=lambda line: None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "goaldriven.train", f"--gin_file={output}/finetune.gin", f"--workdir={tmp_path / 'ft'}",
-         "--gin_bindings=TRAIN_STEPS = 2", "--gin_bindings=STEPS_PER_LOOP = 2"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = _train(f"--gin_file={output}/finetune.gin", f"--workdir={tmp_path / 'ft'}", "--gin_bindings=TRAIN_STEPS = 2",
+                  "--gin_bindings=STEPS_PER_LOOP = 2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"warm start: model weights from {output}/checkpoints/ckpt-0" in proc.stdout
+
+    # The import folder itself is not a training workdir: the refusal says what to run instead, and writes nothing.
+    files = sorted(os.listdir(output))
+    proc = _train(f"--gin_file={output}/config.gin", f"--workdir={output}", "--mode=eval")
+    assert proc.returncode == 2 and f"--gin_file={output}/finetune.gin --workdir=<new>" in proc.stderr
+    assert sorted(os.listdir(output)) == files
 
 
 @pytest.mark.parametrize(
