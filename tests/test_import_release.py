@@ -156,3 +156,31 @@ def test_bad_invocations_exit_with_one_line(args, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_goaldriven_import_converts_a_released_convrnn_end_to_end(tmp_path, capsys):
+    """`goaldriven-import convrnns` on a fabricated ugrnn_shallow release (channels / 16), then fit's restore."""
+    from tests.importers import fabricate_tf1  # pylint: disable=g-import-not-at-top
+
+    entries = fabricate_tf1.narrowed(fabricate_tf1.manifest()["ugrnn_shallow"], 16)
+    prefix = fabricate_tf1.write(str(tmp_path / "ugrnn_shallow" / "model.ckpt"), entries)
+    output = str(tmp_path / "converted")
+    argv = ["goaldriven-import", f"--source={prefix}", "--name=ugrnn_shallow", f"--output={output}",
+            "--gin_bindings=WIDTH_MULTIPLIER = 0.0625"]  # fmt: skip
+    try:
+        cli_testing.flags.FLAGS(argv)
+        import_release.main(["goaldriven-import", "convrnns"])
+    finally:
+        cli_testing.flags.FLAGS.unparse_flags()
+        gin.clear_config()
+    assert "ignored" in capsys.readouterr().out
+    assert "WIDTH_MULTIPLIER = 0.0625" in open(os.path.join(output, "config.gin")).read()
+    cli_config.parse_gin_config([os.path.join(output, "config.gin")], clear=True)
+    try:
+        model = cli_config.configured_task().build_model()
+    finally:
+        gin.clear_config()
+    checkpointing.restore_model(model, output)
+    kernel = next(v for v in model.variables if v.path.endswith("conv1/pre_conv/kernel"))
+    key, shape, trainable = next(e for e in entries if e[0] == "tnn_model/conv1/pre_0/weights_basenet")
+    np.testing.assert_array_equal(kernel.numpy(), fabricate_tf1.value(key, shape, trainable))
