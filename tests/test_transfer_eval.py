@@ -3,9 +3,9 @@
 import json
 import os
 
-import gin
 import pytest
 
+import gin
 from goaldriven import cli_config, transfer_eval
 from tests import cli_testing
 from tests.transfer import fabricated
