@@ -8,10 +8,11 @@ read and check every variable, assign, write the goaldriven checkpoint directory
     TensorFlow and goaldriven are imported (before anything is built or read);
   * the file's size on disk and the model's parameter count.
 
-The largest files: convrnns lstm_intermediate (85 M parameters + Momentum slots). The mec (UGRNN_relu, Ng 4096, Np
-512) and mouse-vision (alexnet_bn_ir with its memory bank) importers are not built yet; add them to LARGEST with them.
+The largest files: convrnns lstm_intermediate (85 M parameters + Momentum slots); mec UGRNN_relu (4096 units, 512
+place cells: 88 M parameters, 67 M of them the 8192 x 8192 cell kernel, with arrays the size of the Adam slots).
+The mouse-vision importer (alexnet_bn_ir with its memory bank) is not built yet.
 
-Usage: python -m bench.importers [--families convrnns] [--workdir /tmp/bench_importers]
+Usage: python -m bench.importers [--families convrnns,mec] [--workdir /tmp/bench_importers]
        [--out bench/results/importers.json]
 """
 
@@ -29,7 +30,7 @@ from goaldriven import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-LARGEST = {"convrnns": "lstm_intermediate"}
+LARGEST = {"convrnns": "lstm_intermediate", "mec": "UGRNN_relu"}
 
 
 def _rss_gb() -> float:
@@ -39,6 +40,10 @@ def _rss_gb() -> float:
 def fabricate(family: str, folder: str) -> str:
     """Writes the family's largest release at full size into `folder`; returns the path goaldriven-import takes."""
     name = LARGEST[family]
+    if family == "mec":
+        from tests.importers import fabricate_tf2  # pylint: disable=g-import-not-at-top
+
+        return fabricate_tf2.write(os.path.join(folder, "ckpts", "ckpt-101"), units=4096, adam_slots=True)
     from tests.importers import fabricate_tf1  # pylint: disable=g-import-not-at-top
 
     return fabricate_tf1.write(os.path.join(folder, "model.ckpt"), fabricate_tf1.manifest()[name])

@@ -1,6 +1,7 @@
 """Convert a released trained network of the thesis into a goaldriven checkpoint directory (nothing is downloaded).
 
   goaldriven-import convrnns --source=/data/rgc_intermediate/model.ckpt --name=rgc_intermediate --output=/tmp/rgc
+  goaldriven-import mec --source=/data/UGRNN_relu/ckpts/ckpt-101 --name=UGRNN_relu --output=/tmp/mec
   goaldriven-import convrnns --list        (the releases each family knows, and where users get the files)
 
 Then `goaldriven-fit --gin_file=/tmp/rgc/config.gin --checkpoint=/tmp/rgc ...` scores it and
@@ -17,10 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ star
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
-from goaldriven.importers import common, convrnns, release  # pylint: disable=g-import-not-at-top
+from goaldriven.importers import common, convrnns, mec, release  # pylint: disable=g-import-not-at-top
 
 PROG = "goaldriven-import"
-FAMILIES = {"convrnns": convrnns}  # mec (TF2 ckpt-101) and mouse_vision (.pt): not built yet (issue 15)
+FAMILIES = {"convrnns": convrnns, "mec": mec}  # mouse_vision (.pt): not built yet (issue 15)
 _SOURCE = flags.DEFINE_string(
     "source", None, "The released file: a TF checkpoint prefix (model.ckpt, ckpt-101) or .pt."
 )

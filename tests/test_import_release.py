@@ -40,12 +40,19 @@ FAMILY = types.SimpleNamespace(
 )
 
 
-def _built_model():
-    cli_config.parse_gin_config([EXPERIMENT], clear=True)
+def _built_model(config: str = EXPERIMENT):
+    cli_config.parse_gin_config([config], clear=True)
     try:
         return cli_config.configured_task().build_model()
     finally:
         gin.clear_config()
+
+
+def _restored(output: str):
+    """What goaldriven-fit does with --gin_file=<output>/config.gin --checkpoint=<output>."""
+    model = _built_model(os.path.join(output, "config.gin"))
+    checkpointing.restore_model(model, output)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +80,7 @@ def test_a_converted_release_restores_as_a_goaldriven_checkpoint(release, tmp_pa
     assert provenance["source"][0]["file"] == source and provenance["source"][0]["bytes"] == os.path.getsize(source)
     assert f"include '{EXPERIMENT}'" in open(os.path.join(output, "config.gin")).read()
 
-    # What goaldriven-fit does with --gin_file=<output>/config.gin --checkpoint=<output>:
-    cli_config.parse_gin_config([os.path.join(output, "config.gin")], clear=True)
-    try:
-        model = cli_config.configured_task().build_model()
-    finally:
-        gin.clear_config()
-    checkpointing.restore_model(model, output)
-    for v in model.variables:
+    for v in _restored(output).variables:
         np.testing.assert_array_equal(v.numpy(), values[v.path])
 
     # The same output again is refused before anything is read; the first import is untouched.
@@ -175,12 +175,6 @@ def test_goaldriven_import_converts_a_released_convrnn_end_to_end(tmp_path, caps
         gin.clear_config()
     assert "ignored" in capsys.readouterr().out
     assert "WIDTH_MULTIPLIER = 0.0625" in open(os.path.join(output, "config.gin")).read()
-    cli_config.parse_gin_config([os.path.join(output, "config.gin")], clear=True)
-    try:
-        model = cli_config.configured_task().build_model()
-    finally:
-        gin.clear_config()
-    checkpointing.restore_model(model, output)
-    kernel = next(v for v in model.variables if v.path.endswith("conv1/pre_conv/kernel"))
+    kernel = next(v for v in _restored(output).variables if v.path.endswith("conv1/pre_conv/kernel"))
     key, shape, trainable = next(e for e in entries if e[0] == "tnn_model/conv1/pre_0/weights_basenet")
     np.testing.assert_array_equal(kernel.numpy(), fabricate_tf1.value(key, shape, trainable))

@@ -38,7 +38,8 @@ def gin_texts(output: str, released: Released, bindings: tuple[str, ...], source
     """{file name: text} of config.gin and finetune.gin for a converted release."""
     output = os.path.abspath(output)
     header = (
-        f"# {released.family} release {released.name!r}, converted by goaldriven-import from {os.path.abspath(source)}\n"
+        f"# {released.family} release {released.name!r}, converted by goaldriven-import from\n"
+        f"# {os.path.abspath(source)}\n"
         f"# Score it:   goaldriven-fit --gin_file={output}/config.gin --checkpoint={output} --workdir=<fits> ...\n"
         f"# Fine-tune:  goaldriven-train --gin_file={output}/finetune.gin --workdir=<new run>\n"
     )
