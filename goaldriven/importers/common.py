@@ -11,10 +11,12 @@ are all collected and raised together as one `WeightImportError`, whose first li
 """
 
 import dataclasses
+import os
 import time
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 _SHOWN = 12  # names listed per kind of mismatch; the count says how many more
 
@@ -156,3 +158,28 @@ def check_constant(origin: str, key: str, value: np.ndarray, expected: float, *,
             f"{origin}: {key} is {value.ravel()[:4].tolist()} but the goaldriven model fixes it at {expected}; this "
             "release was trained with another setting: build the model with that option, or it cannot be imported"
         )
+
+
+def open_tf_checkpoint(prefix: str, fix: str):
+    """A `tf.train.load_checkpoint` reader of a TF checkpoint prefix (the releases have no `checkpoint` state file).
+
+    A folder, one file of a checkpoint, a missing `.index` or `.data-*` file and an unreadable checkpoint are one-line
+    errors ending with `fix` (what to pass instead).
+    """
+    prefix = os.fspath(prefix)
+    if tf.io.gfile.isdir(prefix):
+        found = sorted(n[: -len(".index")] for n in tf.io.gfile.listdir(prefix) if n.endswith(".index"))
+        hint = f"; it holds {', '.join(os.path.join(prefix, n) for n in found)}" if found else ""
+        raise FileNotFoundError(f"{prefix} is a folder, not a checkpoint prefix: {fix}{hint}")
+    stem, dot, suffix = prefix.rpartition(".")
+    if dot and (suffix in ("index", "meta") or suffix.startswith("data-")) and tf.io.gfile.exists(stem + ".index"):
+        raise FileNotFoundError(f"{prefix} is one file of a checkpoint: pass its prefix {stem}")
+    if not tf.io.gfile.exists(prefix + ".index"):
+        raise FileNotFoundError(f"no checkpoint at {prefix} ({prefix}.index does not exist): {fix}")
+    if not tf.io.gfile.glob(prefix + ".data-*"):
+        raise FileNotFoundError(f"{prefix}.index exists but no {prefix}.data-* file does: download it too ({fix})")
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        first = str(e).strip().split("\n")[0]
+        raise WeightImportError(f"{prefix} is not a readable TF checkpoint ({first}); {fix}") from e

@@ -14,10 +14,7 @@ lists them all (common.py), and nothing is assigned then.
 checkpoint directory (docs/importers/convrnns.md: where to get the files and how to check ImageNet top-1).
 """
 
-import os
-
 import numpy as np
-import tensorflow as tf
 
 from goaldriven.importers import common, convrnns_names
 from goaldriven.models import zoo
@@ -89,25 +86,11 @@ def ignorable(key: str) -> bool:
 
 def open_checkpoint(checkpoint_prefix: str):
     """A `tf.train.load_checkpoint` reader of a TF1 checkpoint prefix; one-line errors naming the fix otherwise."""
-    prefix = os.fspath(checkpoint_prefix)
-    fix = "pass the checkpoint prefix, e.g. .../rgc_intermediate/model.ckpt (the files model.ckpt.index and "
-    fix += "model.ckpt.data-00000-of-00001 from neuroailab/convrnns get_checkpoints.sh)"
-    if tf.io.gfile.isdir(prefix):
-        found = sorted(n[: -len(".index")] for n in tf.io.gfile.listdir(prefix) if n.endswith(".index"))
-        hint = f"; it holds {', '.join(os.path.join(prefix, n) for n in found)}" if found else ""
-        raise FileNotFoundError(f"{prefix} is a folder, not a checkpoint prefix: {fix}{hint}")
-    for suffix in (".index", ".meta", ".data-00000-of-00001"):
-        if prefix.endswith(suffix) and tf.io.gfile.exists(prefix[: -len(suffix)] + ".index"):
-            raise FileNotFoundError(f"{prefix} is one file of a checkpoint: pass its prefix {prefix[: -len(suffix)]}")
-    if not tf.io.gfile.exists(prefix + ".index"):
-        raise FileNotFoundError(f"no checkpoint at {prefix} ({prefix}.index does not exist): {fix}")
-    if not tf.io.gfile.glob(prefix + ".data-*"):
-        raise FileNotFoundError(f"{prefix}.index exists but no {prefix}.data-* file does: download it too ({fix})")
-    try:
-        return tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as e:
-        first = str(e).strip().split("\n")[0]
-        raise common.WeightImportError(f"{prefix} is not a readable TF checkpoint ({first}); {fix}") from e
+    return common.open_tf_checkpoint(
+        checkpoint_prefix,
+        "pass the checkpoint prefix, e.g. .../rgc_intermediate/model.ckpt (the files model.ckpt.index and "
+        "model.ckpt.data-00000-of-00001 from neuroailab/convrnns get_checkpoints.sh)",
+    )
 
 
 def check_constants(reader, constants: dict[str, tuple[float, float]], origin: str, keys) -> None:

@@ -20,10 +20,7 @@ from the task's seed, so the readout's targets are goaldriven's, while the MEC l
 release's.
 """
 
-import os
-
 import numpy as np
-import tensorflow as tf
 
 from goaldriven.importers import common
 from goaldriven.models import path_integrators
@@ -63,15 +60,9 @@ def ignorable(key: str) -> bool:
 
 def open_checkpoint(prefix: str):
     """A reader of the TF2 checkpoint prefix; one-line errors naming the fix otherwise."""
-    prefix = os.fspath(prefix)
-    fix = "pass the prefix .../ckpts/ckpt-101 (its .index and .data-0000x-of-00002 files, from neuroailab/mec)"
-    if not tf.io.gfile.exists(prefix + ".index"):
-        raise FileNotFoundError(f"no checkpoint at {prefix} ({prefix}.index does not exist): {fix}")
-    try:
-        return tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as e:
-        first = str(e).strip().split("\n")[0]
-        raise common.WeightImportError(f"{prefix} is not a readable TF checkpoint ({first}); {fix}") from e
+    return common.open_tf_checkpoint(
+        prefix, "pass the prefix .../ckpts/ckpt-101 (its .index and .data-0000x-of-00002 files, from neuroailab/mec)"
+    )
 
 
 def plan(model) -> dict[str, common.Source]:
