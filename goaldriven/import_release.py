@@ -23,7 +23,7 @@ from goaldriven.importers import common, convrnns, mec, release  # pylint: disab
 PROG = "goaldriven-import"
 FAMILIES = {"convrnns": convrnns, "mec": mec}  # mouse_vision (.pt): not built yet (issue 15)
 _SOURCE = flags.DEFINE_string(
-    "source", None, "The released file: a TF checkpoint prefix (model.ckpt, ckpt-101) or .pt."
+    "source", None, "The released file: a TF checkpoint prefix (.../model.ckpt, .../ckpts/ckpt-101)."
 )
 _NAME = flags.DEFINE_string("name", None, "The release's model name (see --list), e.g. rgc_intermediate.")
 _OUTPUT = flags.DEFINE_string("output", None, "New folder for the goaldriven checkpoint and its gin configs.")

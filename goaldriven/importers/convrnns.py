@@ -19,7 +19,6 @@ import numpy as np
 from goaldriven.importers import common, convrnns_names
 from goaldriven.models import zoo
 
-_URL = "https://convrnnckpts.s3-us-west-1.amazonaws.com"
 NAMES = (
     "timedecay_shallow",
     "simplernn_shallow",
@@ -71,8 +70,8 @@ RELEASED = {
         "convrnns",
         f"experiments/imagenet__{name}.gin",
         files=(
-            f"{_URL}/{name}/model.ckpt.{{data-00000-of-00001,index,meta}} (neuroailab/convrnns get_checkpoints.sh; "
-            f"pass the prefix .../{name}/model.ckpt)"
+            f"model.ckpt.{{data-00000-of-00001,index,meta}} of {name}, downloaded by neuroailab/convrnns "
+            f"get_checkpoints.sh from the S3 bucket convrnnckpts; pass the prefix .../{name}/model.ckpt"
         ),
     )
     for name in NAMES

@@ -27,8 +27,8 @@ from goaldriven.models import path_integrators
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _FILES = (
-    "https://mecmodels.s3.amazonaws.com/{name}/ckpts/ckpt-101.{{data-00000-of-00002,data-00001-of-00002,index}} "
-    "(neuroailab/mec get_checkpoints.sh; pass the prefix .../ckpts/ckpt-101)"
+    "ckpts/ckpt-101.{{data-00000-of-00002,data-00001-of-00002,index}} of {name}, downloaded by neuroailab/mec "
+    "get_checkpoints.sh from the S3 bucket mecmodels; pass the prefix .../ckpts/ckpt-101"
 )
 RELEASED = {
     "UGRNN_relu": common.Released(
