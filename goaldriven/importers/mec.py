@@ -3,7 +3,9 @@
 The release is one TF2 object-based checkpoint per model, `ckpts/ckpt-101.{data-00000-of-00002,
 data-00001-of-00002,index}`, written by `tf.train.Checkpoint(step, optimizer=Adam, net=model)` under TF 2.0 / Keras 2,
 with no `checkpoint` state file: pass the prefix `.../ckpts/ckpt-101`. A Keras 3 model cannot restore it (Keras 3
-names and tracks variables differently), so the values are read by key (`tf.train.load_checkpoint`):
+names and tracks variables differently), so the values are read by key (`tf.train.load_checkpoint`). The reference
+model (mec/models/model.py) is `s0 = encoder(p0)`, `h = RNN(UGRNNCell)(M(v), initial_state=s0)`,
+`g = dense(h)` (ReLU), `logits = decoder(g)`; its attribute names are the keys:
 
   net/encoder/{kernel,bias}   [Np, n]     initial state from the place-cell code   -> encoder
   net/M/{kernel,bias}         [d_in, n]   velocity (+ cue) input projection "M"     -> input_dense
@@ -13,14 +15,25 @@ names and tracks variables differently), so the values are read by key (`tf.trai
   net/dense/{kernel,bias}     [n, n]      the MEC layer g                           -> g
   net/decoder/{kernel,bias}   [n, Np]     place-cell logits                         -> readout
 
-(each key ends in `/.ATTRIBUTES/VARIABLE_VALUE`). The UGRNN's columns are (gate, candidate) in both (spec B5.5.3),
-so only the rows of the fused kernel are split. Optimizer slots and state, `step`, `save_counter` and the object graph
-are ignored; anything else unmatched is an error (common.py). Place-cell centres are not in the checkpoint: they come
-from the task's seed, so the readout's targets are goaldriven's, while the MEC layer g (what neural fits read) is the
-release's.
+(each key ends in `/.ATTRIBUTES/VARIABLE_VALUE`; n = 4096, Np = 512). The reference cell multiplies
+`concat([x, h]) @ weight` and splits the columns [gate | candidate]; goaldriven's UGRNN keeps the same columns (spec
+B5.5.3), so only the rows are split. Variants: UGRNN_relu and UGRNN_relu_reward (the reference `UGRNN` class, trained
+on reward-biased trajectories; no reward input) have M [2, n]; CueUGRNN_relu (`CueUGRNN`, M of
+concat([velocity, 5 cue distances])) has M [7, n]; the key set is otherwise identical. Besides these ten, the file
+holds each one's Adam slots `<key>/.OPTIMIZER_SLOT/optimizer/{m,v}`, `optimizer/{iter,beta_1,beta_2,decay,
+learning_rate}`, `step`, `save_counter` and the object graph: all ignored; anything else unmatched is an error
+(common.py).
+
+Place-cell centres are not in the checkpoint. The reference draws them with `tf.random.set_seed(0)` in TF
+(`release_place_cell_centres` reproduces that draw); they define both the decoder's targets and the place-cell code
+the encoder maps to the initial state, so an imported model sees the positions it was trained on only with those
+centres.
 """
 
+import random
+
 import numpy as np
+import tensorflow as tf
 
 from goaldriven.importers import common
 from goaldriven.models import path_integrators
@@ -113,3 +126,28 @@ def load_model(path: str, name: str, *, units: int = 4096, place_cells: int = 51
     )
     assign(model, path, name)
     return model
+
+
+def release_place_cell_centres(box_width: float = 2.2, box_height: float | None = None, n_cells: int = 512):
+    """Place-cell centres (n_cells, 2) of the released models (float64), as the reference's `PlaceCells` draws them.
+
+    Reference (mec/models/place_cells.py): `tf.random.set_seed(0)`, then `tf.random.uniform((Np,), min_x, max_x,
+    tf.float64)` for x and the same for y, in eager mode, in a box centred at the origin (training: 2.2 m). Eager TF
+    gives those two ops the seeds (0, r1) and (0, r2), r1 and r2 the first two `random.Random(0).randint(0, 2**31 -
+    1)`; the same Philox kernels are run here with those seeds in a new graph, so the caller's global seed and eager
+    kernel cache are left alone. Checked against `tf.random.set_seed(0)` + `tf.random.uniform` in TF 2.21, not
+    against the TF 2.0.1 GPU run that trained the release.
+    """
+    box_height = box_width if box_height is None else box_height
+    draws = random.Random(0)
+    seeds = [draws.randint(0, 2**31 - 1) for _ in range(2)]
+
+    @tf.function(autograph=False)
+    def uniforms():
+        return [tf.raw_ops.RandomUniform(shape=[n_cells], dtype=tf.float64, seed=0, seed2=s) for s in seeds]
+
+    centres = []
+    for u, extent in zip(uniforms(), (box_width, box_height)):
+        low, high = tf.constant(-extent / 2.0, tf.float64), tf.constant(extent / 2.0, tf.float64)
+        centres.append(u * (high - low) + low)  # as tf.random.uniform: rnd * (maxval - minval) + minval
+    return tf.stack(centres, axis=-1).numpy()
