@@ -143,19 +143,23 @@ def write_report(study: optuna.Study, output_dir: str, *, seeds=(0, 1, 2, 3, 4),
     history_figure(study, os.path.join(output_dir, "history.png"))
     with open(os.path.join(output_dir, "best.gin"), "w", encoding="utf-8") as f:
         f.write(best_gin(study, config))
-    varied = {name for t in study.get_trials(deepcopy=False, states=(STATES.COMPLETE,)) for name in t.params}
-    if len(varied) >= 2:
+    values = {t.value for t in study.get_trials(deepcopy=False, states=(STATES.COMPLETE,))}
+    if len(values) < 2:  # fANOVA has no variance to split (e.g. every trial at chance)
+        record["fanova"] = {"error": f"all {complete} complete trials have the same value; no importances"}
+        log(f"note: {record['fanova']['error']}")
+        params = sorted(study.best_params)[:8]
+    else:
         record.update(importances(study, seeds=tuple(seeds)))
         importance_figure(record["fanova"], os.path.join(output_dir, "importance.png"))
-        params = list(record["fanova"])[:8]
-        _optuna_figure(optuna.visualization.matplotlib.plot_slice, study, os.path.join(output_dir, "slice.png"),
-                       params=params[:4])  # fmt: skip
-        _optuna_figure(
-            optuna.visualization.matplotlib.plot_parallel_coordinate,
-            study,
-            os.path.join(output_dir, "parallel_coordinates.png"),
-            params=params,
-        )
+        params = list(record["fanova"])[:8]  # the most important first
+    _optuna_figure(optuna.visualization.matplotlib.plot_slice, study, os.path.join(output_dir, "slice.png"),
+                   params=params[:4])  # fmt: skip
+    _optuna_figure(
+        optuna.visualization.matplotlib.plot_parallel_coordinate,
+        study,
+        os.path.join(output_dir, "parallel_coordinates.png"),
+        params=params,
+    )
     with open(os.path.join(output_dir, "importances.json"), "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1, default=str)
     log(f"report of {study.study_name!r} ({record['summary']}) in {output_dir}")
