@@ -16,6 +16,7 @@ trials do, in their own processes.
 
 import json
 import sys
+import warnings
 
 from absl import app, flags, logging
 
@@ -169,6 +170,9 @@ def main(argv: list[str]) -> None:
     except ImportError as e:
         _fail(f"{e}; install the search dependencies: pip install optuna==5.1.0 psycopg2-binary")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats, the retry callback and the matplotlib plots are "experimental" in Optuna 5.1; one warning per use
+    # in every worker would drown its progress lines. (Their behaviour is pinned by setup.py and tests/search.)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         url = storage.resolve_url(_STORAGE.value, _ROOT.value)
         {"create": _create, "worker": _worker, "report": _report}[argv[1]](url)

@@ -18,6 +18,7 @@ overflow 1, pre-ping), so 100 workers need about 200 server connections at most,
 
 import os
 import time
+import warnings
 from typing import Callable, TypeVar
 
 import optuna
@@ -71,6 +72,9 @@ def make_storage(
     grace_period: int | None = None,
     max_retry: int | None = MAX_RETRY,
     create_tables: bool = False,
+    connect_attempts: int = 6,
+    retry_delay: float = 2.0,
+    log: Callable[[str], None] = print,
 ) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url` with heartbeats and the retry of stale trials (RDB stores).
 
@@ -79,6 +83,7 @@ def make_storage(
     max_retry: re-runs of a stale trial (`RetryHeartbeatStaleTrialCallback`).
     create_tables: whether this process may create the schema; only `goaldriven-search create` does (many workers
       creating it at once race, optuna#1092), workers skip table creation.
+    connect_attempts, retry_delay: connection attempts and the first wait between them (doubling, `with_retries`).
     """
     if url.startswith(JOURNAL_PREFIX):
         path = url[len(JOURNAL_PREFIX) :]
@@ -99,20 +104,25 @@ def make_storage(
         engine_kwargs.update(pool_size=1, max_overflow=1, pool_recycle=1800)
     else:
         engine_kwargs["connect_args"] = {"timeout": 60}  # several local workers: wait for SQLite's lock
-    callback = None
-    if heartbeat_interval:
-        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-    try:
-        return with_retries(
-            lambda: optuna.storages.RDBStorage(
+
+    def make() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental (2.8)
+            callback = None
+            if heartbeat_interval:
+                callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+            return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval or None,
                 grace_period=grace_period if heartbeat_interval else None,
                 heartbeat_stale_trial_callback=callback,
                 skip_table_creation=not create_tables,
-            ),
-            what=f"connect to {redact(url)}",
+            )
+
+    try:
+        return with_retries(
+            make, what=f"connect to {redact(url)}", attempts=connect_attempts, first_delay=retry_delay, log=log
         )
     except ImportError as e:
         raise StorageError(f"the storage driver is missing ({e}); pip install psycopg2-binary for PostgreSQL.") from e

@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import time
+import warnings
 from typing import Any, Callable
 
 import optuna
@@ -161,7 +162,9 @@ def run_worker(
             if now["COMPLETE"] >= max_trials:
                 break
             if now["COMPLETE"] + now["RUNNING"] >= max_trials and not now["WAITING"]:
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trial is re-queued here
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)  # a dead worker's trial is re-queued here
                 time.sleep(poll_seconds)
                 continue
             before = len(study.get_trials(deepcopy=False))
