@@ -53,6 +53,19 @@ def original_trial_number(study: optuna.Study, trial: optuna.Trial) -> int:
     return trial.number
 
 
+def _is_remote(path: str) -> bool:
+    return "://" in path  # gs://, s3://: TensorFlow's file system, as goaldriven-train uses for its workdir
+
+
+def _open(path: str, mode: str = "r"):
+    """open() for local paths, tf.io.gfile.GFile for remote ones (TensorFlow is imported only then)."""
+    if _is_remote(path):
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top  remote roots only; workers stay light
+
+        return tf.io.gfile.GFile(path, mode)
+    return open(path, mode, encoding="utf-8", errors="replace")
+
+
 def trial_workdir(root: str, number: int) -> str:
     return os.path.join(root, f"trial_{number}")
 
@@ -61,9 +74,9 @@ def read_metric(workdir: str, metric: str) -> float:
     """The `metric` of the last evaluation in <workdir>/metrics.json; raises TrialFailed when there is none."""
     path = os.path.join(workdir, METRICS_FILE)
     try:
-        with open(path, encoding="utf-8") as f:
+        with _open(path) as f:
             record = json.load(f)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # pylint: disable=broad-except  OSError, JSON errors, tf.errors.NotFoundError
         raise TrialFailed(f"no readable {path} ({e})") from e
     evaluations = [e for e in record.get("eval", []) if metric in e]
     if not evaluations:
@@ -76,15 +89,19 @@ def read_metric(workdir: str, metric: str) -> float:
 
 def _saved_result(workdir: str, params: dict[str, Any]) -> float | None:
     try:
-        with open(os.path.join(workdir, RESULT_FILE), encoding="utf-8") as f:
+        with _open(os.path.join(workdir, RESULT_FILE)) as f:
             saved = json.load(f)
-    except (OSError, ValueError):
+    except Exception:  # pylint: disable=broad-except  None saved (missing or unreadable): train
         return None
     return float(saved["value"]) if saved.get("params") == params else None
 
 
 def _write_json(path: str, payload: dict[str, Any]) -> None:
-    """Writes JSON atomically (a temporary file renamed into place)."""
+    """Writes JSON atomically (a temporary file renamed into place; a remote object is written in one piece)."""
+    if _is_remote(path):
+        with _open(path, "w") as f:
+            f.write(json.dumps(payload, indent=1, sort_keys=True))
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.tmp{os.getpid()}"
     with open(temporary, "w", encoding="utf-8") as f:
@@ -101,15 +118,18 @@ def train_command(
     return command + list(extra_flags)
 
 
-def run_training(command: Sequence[str], log_path: str) -> int:
-    """Runs the command with its output in `log_path`; a SIGTERM to the worker is passed on (the run checkpoints)."""
-    with open(log_path, "a", encoding="utf-8") as log:
-        process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT)
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
-        try:
-            return process.wait()
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+def run_training(command: Sequence[str], log_path: str) -> tuple[int, str]:
+    """Runs the command; returns (exit code, output) and writes the output to `log_path`. A SIGTERM to the worker is
+    passed on (the run checkpoints and stops)."""
+    process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
+    try:
+        output, _ = process.communicate()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    with _open(log_path, "w") as log:
+        log.write(output)
+    return process.returncode, output
 
 
 class TrainObjective:
@@ -163,10 +183,8 @@ class TrainObjective:
         self.log(f"trial {trial.number}: training in {workdir}{resumed}")
         started = time.time()
         log_path = os.path.join(workdir, f"train.{time.strftime('%Y%m%d-%H%M%S')}.log")
-        code = run_training(command, log_path)
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            preempted = "done: status preempted" in f.read()
-        if preempted or code in (143, -signal.SIGTERM):
+        code, output = run_training(command, log_path)
+        if "done: status preempted" in output or code in (143, -signal.SIGTERM):
             self.log(f"trial {trial.number}: preempted; it resumes from its checkpoint in {workdir} on another worker")
             raise Preempted()
         if code != 0:

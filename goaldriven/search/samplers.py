@@ -4,7 +4,7 @@ The thesis used HyperOpt's TPE (Bergstra et al. 2011/2013; spec ch2 7.6, ch5 7.2
 (docs/search.md has the full comparison):
   * multivariate: one joint Parzen estimator over all parameters (HyperOpt: one per parameter, independent);
   * gamma (how many trials count as "good"): min(ceil(0.1 n), 25) (HyperOpt: min(ceil(0.25 sqrt(n)), 25));
-  * n_startup_trials 10 random trials first (HyperOpt: 20); consider_endpoints True (HyperOpt: False);
+  * n_startup_trials 10 random trials first (HyperOpt: 20); prior weight, endpoints and EI candidates agree;
   * constant liar: trials still running count as bad, so parallel workers do not all sample the same region
     (HyperOpt's parallel MongoTrials sample from completed trials only).
 `hyperopt_compatible=True` sets HyperOpt 0.1.2's values of n_startup_trials, gamma, prior weight and endpoints (what
@@ -56,8 +56,8 @@ def make_sampler(
     seed: the sampler's seed (pass `worker_seed(...)` in a worker); None: unseeded.
     multivariate: one joint density over all parameters (Optuna) instead of one per parameter (HyperOpt).
     constant_liar: running trials count as bad results while they run (parallel workers).
-    hyperopt_compatible: HyperOpt 0.1.2's defaults (20 random start-up trials, gamma 0.25 sqrt(n), prior weight 1,
-      no endpoint widening) in place of Optuna's.
+    hyperopt_compatible: HyperOpt 0.1.2's defaults (20 random start-up trials, gamma 0.25 sqrt(n); prior weight 1,
+      no endpoint widening and 24 EI candidates, which Optuna 5.1 shares) in place of Optuna's.
     n_startup_trials: random trials before TPE starts (default: 10, or 20 with hyperopt_compatible).
     """
     kwargs = dict(seed=seed, multivariate=multivariate, constant_liar=constant_liar)
