@@ -120,3 +120,18 @@ def test_hyperopt_compatible_sampler_uses_optunas_hyperopt_parameters():
     assert sampler._n_ei_candidates == reference["n_ei_candidates"]  # pylint: disable=protected-access
     assert [sampler._gamma(n) for n in (1, 16, 100, 10_000)] == [reference["gamma"](n) for n in (1, 16, 100, 10_000)]  # pylint: disable=protected-access
     assert samplers.worker_seed(0, "host:1") != samplers.worker_seed(0, "host:2")
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("lstm_shallow", dict(cell_overrides={"conv9": {}}), "nodes without a cell: \\['conv9'\\]"),
+        ("basenet6", dict(cell_overrides={"conv3": {"filters": 8}}), "nodes without a cell"),
+        ("resnet18_v1", dict(cell_overrides={"conv3": {}}), "feedforward model"),
+        ("ugrnn_intermediate", dict(feedback=[("conv8", "conv5")]), "rgc_intermediate only"),
+        ("rgc_intermediate", dict(feedback=[("conv5", "conv8")]), "deeper to a shallower"),
+    ],
+)
+def test_searched_model_options_are_checked(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        zoo.build_model(name, **kwargs, **TINY)
