@@ -35,6 +35,10 @@ setuptools.setup(
         "tensorboard>=2.20,<2.22",
         "tensorflow-datasets>=4.9.9,<5",  # ImageNet and CIFAR-10 (tasks/image_datasets.py; imported when they run)
         "importlib_resources>=6",  # TFDS needs it to prepare ImageNet from the tars and does not declare it
+        # goaldriven-search (goaldriven/search/): TPE, heartbeats and RetryHeartbeatStaleTrialCallback as checked with
+        # 5.1.0 (several hyperopt-compatibility knobs are deprecated and go in 6.0); the PostgreSQL driver for many hosts.
+        "optuna==5.1.0",
+        "psycopg2-binary==2.9.13",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}"],
@@ -56,6 +60,7 @@ setuptools.setup(
             "goaldriven-identify=goaldriven.identify:run_main",
             "goaldriven-transfer=goaldriven.transfer_eval:run_main",
             "goaldriven-import=goaldriven.import_release:run_main",
+            "goaldriven-search=goaldriven.search_cli:run_main",
         ],
     },
 )

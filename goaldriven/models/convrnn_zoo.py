@@ -19,7 +19,7 @@ Spec ch2 sections 3 and 5 (graphs), 1.3 (timing), 4 (cells), 11 (parameter count
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from goaldriven import cells
 from goaldriven.alignment import binding
@@ -119,6 +119,9 @@ def build_convrnn(
     unroll: str | None = None,
     build: bool = True,
     learning_rule: Any = None,
+    cell_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    feedback: Sequence[Sequence[str]] | None = None,
+    image_off: int | None = None,
 ) -> convrnn.ConvRNN:
     """Builds the named model (see the module docstring).
 
@@ -141,10 +144,23 @@ def build_convrnn(
         `alignment.rules.LearningRule`: every conv and dense layer (backbone, cells, readout) is an aligned layer
         trained under it (bound by alignment/binding.py). Layers are made when the model is built, so a rule needs
         build=True.
+      cell_overrides: {node name ("conv4") or "*" (every cell): cell constructor arguments} applied over the
+        family's preset (RGC Median / shallow RGC, LSTM Opt, ...): the searched cells of thesis Section 2.5.4
+        (goaldriven/search/spaces.py). cell_depth and filters are full-width channel counts (width_multiplier
+        scales them). None: the released cells.
+      feedback: rgc_intermediate's long-range feedback edges ((source, target) node names, source deeper than
+        target); None = RGC Median's `RGC_MEDIAN_FEEDBACK`, () = none.
+      image_off: the step after which the image is replaced by the blank (None = the family's; searched for LSTMs).
     """
     _check_learning_rule(learning_rule, remat, build)
     parsed = ModelName.parse(name)
     width = _width(width_multiplier)
+    overrides = _CellOverrides(cell_overrides, width)
+    requested_image_off = image_off
+    if feedback is not None and name != "rgc_intermediate":
+        raise ValueError(
+            f"feedback edges are searched for rgc_intermediate only; received feedback={feedback!r} for {name!r}."
+        )
     if parsed.cell is None:
         nodes, readout_kind, family = _feedforward_nodes(parsed.depth, width, weight_decay)
         edges, times, image_off, minimal = (), 1, 1, 1
@@ -157,14 +173,20 @@ def build_convrnn(
         if parsed.times is not None:
             times = image_off = parsed.times  # the _t22 / _t30 models see a constant image
         if parsed.depth == "shallow":
-            nodes = _shallow_nodes(parsed.cell, width, weight_decay, cell_weight_decay)
+            nodes = _shallow_nodes(parsed.cell, width, weight_decay, cell_weight_decay, overrides)
             edges, readout_kind = (), "conv"
         elif parsed.cell == "rgc":
-            nodes, edges, readout_kind = _rgc_median_nodes(width, weight_decay, cell_weight_decay)
+            edges = RGC_MEDIAN_FEEDBACK if feedback is None else tuple(tuple(edge) for edge in feedback)
+            nodes, edges, readout_kind = _rgc_median_nodes(width, weight_decay, cell_weight_decay, overrides, edges)
         else:
-            nodes = _intermediate_nodes(parsed.cell, width, weight_decay, cell_weight_decay)
+            nodes = _intermediate_nodes(parsed.cell, width, weight_decay, cell_weight_decay, overrides)
             edges, readout_kind = (), "fc"
         unroll = unroll or "biological"
+    if requested_image_off is not None:
+        if parsed.cell is None and unroll == "feedforward":
+            raise ValueError(f"image_off applies to ConvRNNs; received image_off={requested_image_off} for {name!r}.")
+        image_off = int(requested_image_off)
+    overrides.check_used()
     if unroll_length == "minimal":
         times = minimal
     elif unroll_length != "full":
@@ -231,10 +253,34 @@ def _feedforward_nodes(depth: str, width, weight_decay):
             for i, c in enumerate(channels)
         ]  # fmt: skip
         return nodes, "fc", "intermediate"
-    return _intermediate_nodes(None, width, weight_decay, None), "fc", "intermediate"
+    return _intermediate_nodes(None, width, weight_decay, None, _CellOverrides(None, width)), "fc", "intermediate"
 
 
-def _shallow_nodes(cell: str, width, weight_decay, cell_weight_decay):
+class _CellOverrides:
+    """cell_overrides of `build_convrnn`: the arguments for one node's cell, and a check that every named node exists."""
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None, width):
+        self.overrides = {str(k): dict(v) for k, v in (overrides or {}).items()}
+        self.width = width
+        self.used = {"*"}
+
+    def get(self, node: str) -> dict[str, Any]:
+        self.used.add(node)
+        kwargs = {**self.overrides.get("*", {}), **self.overrides.get(node, {})}
+        for key in ("filters", "cell_depth"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = self.width(int(kwargs[key]))
+        return kwargs
+
+    def check_used(self) -> None:
+        unknown = sorted(set(self.overrides) - self.used)
+        if unknown:
+            raise ValueError(
+                f"cell_overrides names nodes without a cell: {unknown}; cells are in {sorted(self.used - {'*'})}."
+            )
+
+
+def _shallow_nodes(cell: str, width, weight_decay, cell_weight_decay, overrides: _CellOverrides):
     cwd = 1e-4 if cell_weight_decay is None else cell_weight_decay
     nodes = [
         _node("conv1", width(64), weight_decay, kernel_size=7, strides=2, pool=True),
@@ -244,67 +290,81 @@ def _shallow_nodes(cell: str, width, weight_decay, cell_weight_decay):
     for i, depth in enumerate(SHALLOW_DEPTHS[2:]):
         name, filters = f"conv{i + 3}", width(depth)
         node_kwargs: dict[str, Any] = dict(pool=True, activation=None)
+        extra = overrides.get(name)
         if cell == "rgc":
-            made = cells.get_cell("rgc").shallow(filters, residual_channels=c_in, weight_decay=cwd, name=f"{name}_cell")
+            extra = {"weight_decay": cwd, **extra}
+            made = cells.get_cell("rgc").shallow(filters, residual_channels=c_in, name=f"{name}_cell", **extra)
             node_kwargs.update(activation="elu", rgc_inputs=True)
         elif cell == "lstm":
             opt = dict(LSTM_OPT[i])
             if cell_weight_decay is not None:
                 opt["weight_decay"] = cell_weight_decay
             opt["filters"] = width(opt["filters"])
-            made = cells.get_cell("lstm")(layer_norm=True, name=f"{name}_cell", **opt)
+            opt = {"layer_norm": True, **opt, **extra}
+            made = cells.get_cell("lstm")(name=f"{name}_cell", **opt)
         elif cell == "simplernn":
             out = width((128, 256, 256)[i])
-            made = cells.get_cell("simplernn")(out, layer_norm=True, weight_decay=cwd, name=f"{name}_cell")
+            extra = {"filters": out, "layer_norm": True, "weight_decay": cwd, **extra}
+            made = cells.get_cell("simplernn")(name=f"{name}_cell", **extra)
         else:
-            made = _plain_cell(cell, filters, cwd, f"{name}_cell")
+            made = _plain_cell(cell, filters, cwd, f"{name}_cell", extra)
         nodes.append(_node(name, filters, weight_decay, cell=made, **node_kwargs))
         c_in = nodes[-1].output_channels
     return nodes
 
 
-def _plain_cell(cell: str, filters: int, cell_weight_decay: float, name: str):
+def _plain_cell(cell: str, filters: int, cell_weight_decay: float, name: str, extra: dict[str, Any]):
     cls = cells.get_cell(cell)
     if cell == "timedecay":
-        return cls(filters, name=name)  # tau only; the cell keeps its input depth
-    return cls(filters, weight_decay=cell_weight_decay, name=name)
+        return cls(**{"filters": filters, **extra}, name=name)  # tau only; the cell keeps its input depth
+    return cls(**{"filters": filters, "weight_decay": cell_weight_decay, **extra}, name=name)
 
 
-def _intermediate_nodes(cell: str | None, width, weight_decay, cell_weight_decay):
+def _intermediate_nodes(cell: str | None, width, weight_decay, cell_weight_decay, overrides: _CellOverrides):
     cwd = 1e-4 if cell_weight_decay is None else cell_weight_decay
     nodes = [_node("conv1", width(64), weight_decay, kernel_size=7, strides=2, pool=True)]
     for k, depth in enumerate(INTERMEDIATE_DEPTHS[1:], start=2):
         name, filters = f"conv{k}", width(depth)
         made = None
         if cell is not None and k >= 4:
+            extra = overrides.get(name)
             if cell == "simplernn":  # no layer norm in the intermediate model (spec 4.2)
-                made = cells.get_cell("simplernn")(filters, layer_norm=False, weight_decay=cwd, name=f"{name}_cell")
+                extra = {"filters": filters, "layer_norm": False, "weight_decay": cwd, **extra}
+                made = cells.get_cell("simplernn")(name=f"{name}_cell", **extra)
             else:
-                made = _plain_cell(cell, filters, cwd, f"{name}_cell")
+                made = _plain_cell(cell, filters, cwd, f"{name}_cell", extra)
         nodes.append(_node(name, filters, weight_decay, block="residual", pool=k in INTERMEDIATE_POOLS, cell=made))
     return nodes
 
 
-def _rgc_median_nodes(width, weight_decay, cell_weight_decay):
+def _rgc_median_nodes(width, weight_decay, cell_weight_decay, overrides: _CellOverrides, edges):
     cwd = {} if cell_weight_decay is None else {"weight_decay": cell_weight_decay}
     depths = [width(c) for c in RGC_MEDIAN_DEPTHS]
     feedback_channels = {k: 0 for k in range(1, 11)}
-    for src, dst in RGC_MEDIAN_FEEDBACK:
+    for src, dst in edges:
+        if not (_is_cell_node(src) and _is_cell_node(dst) and int(src[4:]) > int(dst[4:])):
+            raise ValueError(
+                f"feedback edge {(src, dst)!r} must run from a deeper to a shallower cell node among conv4-conv10."
+            )
         feedback_channels[int(dst[4:])] += depths[int(src[4:]) - 1]
     nodes = [_node("conv1", depths[0], weight_decay, kernel_size=7, strides=2, pool=True)]
     nodes += [_node(f"conv{k}", depths[k - 1], weight_decay) for k in (2, 3)]
     for k in range(4, 11):
         name = f"conv{k}"
+        kwargs = {"cell_depth": width(64), **cwd, **overrides.get(name)}
         cell = cells.get_cell("rgc").median(
             depths[k - 1],
             residual_channels=depths[k - 2],
             feedback_channels=feedback_channels[k] or None,
-            cell_depth=width(64),
             name=f"{name}_cell",
-            **cwd,
+            **kwargs,
         )
         nodes.append(
             _node(name, depths[k - 1], weight_decay, activation=None, pool=k in INTERMEDIATE_POOLS, cell=cell,
                   rgc_inputs=True)
         )  # fmt: skip
-    return nodes, RGC_MEDIAN_FEEDBACK, "fc"
+    return nodes, tuple(edges), "fc"
+
+
+def _is_cell_node(name: str) -> bool:
+    return name.startswith("conv") and name[4:].isdigit() and 4 <= int(name[4:]) <= 10

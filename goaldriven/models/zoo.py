@@ -77,7 +77,15 @@ DEFAULT_WEIGHT_DECAY = {
     **mouse_baselines.DEFAULT_WEIGHT_DECAY,
 }  # spec ch2 7.3; everything else 1e-4 (He et al. for the small ResNets)
 # ConvRNN options that feedforward models accept only at their defaults, so one gin file can bind them for every model.
-CONVRNN_DEFAULTS = {"cell_weight_decay": None, "unroll_length": "full", "width_multiplier": 1.0, "remat": False}
+CONVRNN_DEFAULTS = {
+    "cell_weight_decay": None,
+    "unroll_length": "full",
+    "width_multiplier": 1.0,
+    "remat": False,
+    "cell_overrides": None,
+    "feedback": None,
+    "image_off": None,
+}
 
 
 def model_names() -> tuple[str, ...]:
@@ -112,7 +120,7 @@ def build_model(
         `alignment.rules.LearningRule` gives aligned layers trained under it (thesis Chapter 5; train with
         `tasks.loop.run(..., hooks=[alignment.training.AlignmentTraining(...)])`). A layer that cannot honour the rule raises (alignment/binding.py).
       **convrnn_kwargs: ConvRNN/BaseNet options of `convrnn_zoo.build_convrnn` (cell_weight_decay, unroll_length,
-        width_multiplier, remat, blank_value, decoder, decoder_start, unroll).
+        width_multiplier, remat, blank_value, decoder, decoder_start, unroll, cell_overrides, feedback, image_off).
     """
     decay = DEFAULT_WEIGHT_DECAY.get(name, 1e-4) if weight_decay is None else weight_decay
     if name in MOUSE:
