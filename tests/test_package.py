@@ -41,12 +41,14 @@ RANKS = {
     "goaldriven.identification": 5,
     "goaldriven.importers": 5,
     "goaldriven.transfer": 6,
+    "goaldriven.search": 6,
     "goaldriven.cli_config": 6,
     "goaldriven.train": 7,
     "goaldriven.fit_neural": 7,
     "goaldriven.identify": 7,
     "goaldriven.transfer_eval": 7,
     "goaldriven.import_release": 7,
+    "goaldriven.search_cli": 7,
 }
 ALLOWED_FROM_TASKS_INTO_ALIGNMENT = {"goaldriven.alignment.training"}  # the alignment loop hook
 
@@ -111,6 +113,7 @@ ENTRY_POINTS = (
     "goaldriven.identify",
     "goaldriven.transfer_eval",
     "goaldriven.import_release",
+    "goaldriven.search_cli",
 )
 
 
