@@ -52,6 +52,7 @@ setuptools.setup(
         ],  # threadpoolctl: one BLAS thread per test process
         # Optional: runs the reference PyTorch path integrator next to ours in bench/path_integration.py.
         "bench": ["torch==2.13.0"],
+        "torch": ["torch==2.13.0"],  # reads pre-1.6 (non-zip) .pt files; zip .pt files need no torch
     },
     entry_points={
         "console_scripts": [

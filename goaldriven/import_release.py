@@ -2,6 +2,7 @@
 
   goaldriven-import convrnns --source=/data/rgc_intermediate/model.ckpt --name=rgc_intermediate --output=/tmp/rgc
   goaldriven-import mec --source=/data/UGRNN_relu/ckpts/ckpt-101 --name=UGRNN_relu --output=/tmp/mec
+  goaldriven-import mouse_vision --source=/data/dual_stream_ir.pt --name=dual_stream_ir --output=/tmp/dual
   goaldriven-import convrnns --list        (the releases each family knows, and where users get the files)
 
 Then `goaldriven-fit --gin_file=/tmp/rgc/config.gin --checkpoint=/tmp/rgc ...` scores it and
@@ -18,12 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ star
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 from goaldriven import cli_config  # pylint: disable=g-import-not-at-top
-from goaldriven.importers import common, convrnns, mec, release  # pylint: disable=g-import-not-at-top
+from goaldriven.importers import common, convrnns, mec, mouse_vision, release  # pylint: disable=g-import-not-at-top
 
 PROG = "goaldriven-import"
-FAMILIES = {"convrnns": convrnns, "mec": mec}  # mouse_vision (.pt): not built yet (issue 15)
+FAMILIES = {"convrnns": convrnns, "mec": mec, "mouse_vision": mouse_vision}
 _SOURCE = flags.DEFINE_string(
-    "source", None, "The released file: a TF checkpoint prefix (.../model.ckpt, .../ckpts/ckpt-101)."
+    "source",
+    None,
+    "The released file: a TF checkpoint prefix (.../model.ckpt, .../ckpts/ckpt-101) or a .pt file (mouse_vision).",
 )
 _NAME = flags.DEFINE_string("name", None, "The release's model name (see --list), e.g. rgc_intermediate.")
 _OUTPUT = flags.DEFINE_string("output", None, "New folder for the goaldriven checkpoint and its gin configs.")
@@ -49,6 +52,8 @@ def _list(module) -> None:
 def convert(module, source: str, name: str, output: str, bindings: tuple[str, ...] = (), log=print) -> str:
     """The whole conversion (a library call for notebooks): returns the written folder. Raises ConfigError,
     WeightImportError, FileNotFoundError or FileExistsError with one-line messages."""
+    if name in getattr(module, "NOT_SUPPORTED", {}):
+        raise cli_config.ConfigError(f"{name}: {module.NOT_SUPPORTED[name]}")
     if name not in module.RELEASED:
         raise cli_config.ConfigError(f"unknown release {name!r}; this family has: {', '.join(module.RELEASED)}")
     released = module.RELEASED[name]

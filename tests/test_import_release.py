@@ -178,3 +178,33 @@ def test_goaldriven_import_converts_a_released_convrnn_end_to_end(tmp_path, caps
     kernel = next(v for v in _restored(output).variables if v.path.endswith("conv1/pre_conv/kernel"))
     key, shape, trainable = next(e for e in entries if e[0] == "tnn_model/conv1/pre_0/weights_basenet")
     np.testing.assert_array_equal(kernel.numpy(), fabricate_tf1.value(key, shape, trainable))
+
+
+def test_goaldriven_import_converts_a_mouse_vision_release_end_to_end(tmp_path, capsys):
+    """`goaldriven-import mouse_vision` on a fabricated dual_stream_ir.pt (its experiment's IR model), then fit's
+    restore; a Shi MouseNet release is refused with the reason."""
+    from tests.importers import test_mouse_vision  # pylint: disable=g-import-not-at-top
+
+    source = str(tmp_path / "dual_stream_ir.pt")
+    values = test_mouse_vision.fabricate("dual_stream_ir", source)
+    output = str(tmp_path / "converted")
+    argv = ["goaldriven-import", f"--source={source}", "--name=dual_stream_ir", f"--output={output}"]
+    try:
+        cli_testing.flags.FLAGS(argv)
+        import_release.main(["goaldriven-import", "mouse_vision"])
+    finally:
+        cli_testing.flags.FLAGS.unparse_flags()
+        gin.clear_config()
+    out = capsys.readouterr().out
+    assert "set 2 weights absent from the release to zero" in out
+    assert "include 'experiments/instance_recognition__streamnet_dual.gin'" in open(f"{output}/config.gin").read()
+    restored = {v.path: v.numpy() for v in _restored(output).variables}
+    np.testing.assert_array_equal(restored["self_supervised/embedding/dense0/bias"], values["embedding_func"]["bias"])
+    np.testing.assert_array_equal(
+        restored["streamnet_dual/encoder/VISp_to_dorsal_bn2/moving_mean"],
+        values["model_state_dict"]["model_layers.VISp_dorsal.5.running_mean"],
+    )
+    with open(f"{output}/import.json") as f:
+        assert json.load(f)["zeroed_variables"] == ["streamnet_dual/readout/bias", "streamnet_dual/readout/kernel"]
+    with pytest.raises(cli_config.ConfigError, match="Shi et al. MouseNet is not a goaldriven model yet"):
+        import_release.convert(import_release.FAMILIES["mouse_vision"], source, "shi_mousenet_ir", str(tmp_path / "x"))

@@ -29,7 +29,7 @@ class WeightImportError(ValueError):
 class Source:
     """Where one goaldriven weight comes from: a key of the released file and the conversion to Keras layout."""
 
-    key: str
+    key: str | None  # None: a weight the release does not have, set to zero (declared in the plan, never implied)
     convert: Callable[[np.ndarray], np.ndarray] | None = None
     note: str = ""  # e.g. "OIHW -> HWIO": shown in a shape mismatch
 
@@ -62,11 +62,13 @@ class ImportReport:
     parameters: int  # scalars set
     ignored: tuple[str, ...]  # file keys deliberately not read (optimizer slots, step counters)
     seconds: float
+    zeroed: tuple[str, ...] = ()  # goaldriven weights the release does not have, set to zero (declared by the plan)
 
     def summary(self) -> str:
+        zeroed = f"; set {len(self.zeroed)} weights absent from the release to zero" if self.zeroed else ""
         return (
             f"{self.origin}: assigned {self.assigned} variables ({self.parameters:,} values) in {self.seconds:.1f} s; "
-            f"ignored {len(self.ignored)} optimizer/step entries"
+            f"ignored {len(self.ignored)} optimizer/step entries{zeroed}"
         )
 
 
@@ -110,7 +112,11 @@ def assign_weights(
     unassigned = [path for path in targets if path not in plan]
     if unassigned:
         problems.append(f"goaldriven weights with no source in the file: {_listed(unassigned)}")
-    missing = [f"{source.key} (for {path})" for path, source in plan.items() if source.key not in keys]
+    missing = [
+        f"{source.key} (for {path})"
+        for path, source in plan.items()
+        if source.key is not None and source.key not in keys
+    ]
     if missing:
         problems.append(f"variables missing from the file (renamed, or another model): {_listed(missing)}")
     used = {source.key for source in plan.values()}
@@ -122,6 +128,9 @@ def assign_weights(
     if not missing:
         mismatched = []
         for path, source in plan.items():
+            if source.key is None:
+                values[path] = np.zeros(tuple(targets[path].shape), np.float32)
+                continue
             value = np.asarray(read(source.key))
             converted = source.convert(value) if source.convert is not None else value
             expected = tuple(targets[path].shape)
@@ -140,13 +149,14 @@ def assign_weights(
         )
     for path, value in values.items():
         variable = targets[path]
-        variable.assign(value.astype(variable.dtype))
+        variable.assign(value.astype(variable.dtype, copy=False))
     return ImportReport(
         origin=origin,
         assigned=len(values),
         parameters=int(sum(np.prod(v.shape, dtype=np.int64) for v in values.values())),
         ignored=ignored,
         seconds=time.perf_counter() - start,
+        zeroed=tuple(sorted(path for path, source in plan.items() if source.key is None)),
     )
 
 

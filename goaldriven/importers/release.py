@@ -81,6 +81,7 @@ def write(
             "assigned_variables": report.assigned,
             "assigned_values": report.parameters,
             "ignored_entries": len(report.ignored),
+            "zeroed_variables": list(report.zeroed),
             "converted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         with open(os.path.join(partial, "import.json"), "w", encoding="utf-8") as f:

@@ -8,7 +8,8 @@ Both views go through the model in ONE batch (2b images), as in the SimCLR code:
 views (the ResNets' BN is synchronized across replicas, SimCLR's global BN).
 
 Heads:
-  "chapter3" (thesis Chapter 3, [C] OpenSelfSup neck): dense 2048 -> BN -> ReLU -> dense 128.
+  "chapter3" (thesis Chapter 3, [C] the mouse-vision NonLinearNeckSimCLR, OpenSelfSup's): dense 2048 (no bias) -> BN
+             -> ReLU -> dense 128 (no bias) -> BN (with beta, as the reference; the official SimCLR's last BN has none).
   "chapter6" (thesis Chapter 6, spec ch5 6.4): nl_0 = dense(feature width) -> BN -> ReLU; nl_1 = dense(128, no
              bias) -> BN; both aligned layers under the run's learning rule, L2 1e-6; negatives from this replica's
              batch only (`cross_replica=False`), no LARS.
@@ -25,6 +26,11 @@ from goaldriven.models import heads as ssl_heads
 from goaldriven.tasks.self_supervised import base, losses
 
 HEAD_STYLES = ("chapter3", "chapter6")
+
+
+def chapter3_head(hidden_dim: int = 2048, projection_dim: int = 128) -> ssl_heads.HeadSpec:
+    """The Chapter 3 projection (module docstring): the released six_stream_simclr neck's layout."""
+    return ssl_heads.HeadSpec((hidden_dim,), projection_dim, hidden_bias=False, output_bias=False, output_bn=True)
 
 
 class SimCLRTask(base.SelfSupervisedTask):
@@ -78,7 +84,7 @@ class SimCLRTask(base.SelfSupervisedTask):
 
     def head_specs(self, feature_width: int) -> dict[str, ssl_heads.HeadSpec]:
         if self.head_style == "chapter3":
-            return {"projection": ssl_heads.HeadSpec((self.hidden_dim,), self.projection_dim)}
+            return {"projection": chapter3_head(self.hidden_dim, self.projection_dim)}
         spec = ssl_heads.HeadSpec(
             (feature_width,), self.projection_dim, output_bn=True, output_bias=False, synchronized_bn=False
         )
