@@ -10,9 +10,10 @@ read and check every variable, assign, write the goaldriven checkpoint directory
 
 The largest files: convrnns lstm_intermediate (85 M parameters + Momentum slots); mec UGRNN_relu (4096 units, 512
 place cells: 88 M parameters, 67 M of them the 8192 x 8192 cell kernel, with arrays the size of the Adam slots).
-The mouse-vision importer (alexnet_bn_ir with its memory bank) is not built yet.
+mouse_vision alexnet_bn_ir (57.6 M parameters with the IR embedding; the file also holds the 1,281,167 x 128
+memory bank and the SGD momentum buffers, which the import never reads).
 
-Usage: python -m bench.importers [--families convrnns,mec] [--workdir /tmp/bench_importers]
+Usage: python -m bench.importers [--families convrnns,mec,mouse_vision] [--workdir /tmp/bench_importers]
        [--out bench/results/importers.json]
 """
 
@@ -30,7 +31,8 @@ from goaldriven import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-LARGEST = {"convrnns": "lstm_intermediate", "mec": "UGRNN_relu"}
+LARGEST = {"convrnns": "lstm_intermediate", "mec": "UGRNN_relu", "mouse_vision": "alexnet_bn_ir"}
+IMAGENET_TRAIN = 1_281_167  # the memory bank's rows
 
 
 def _rss_gb() -> float:
@@ -40,6 +42,12 @@ def _rss_gb() -> float:
 def fabricate(family: str, folder: str) -> str:
     """Writes the family's largest release at full size into `folder`; returns the path goaldriven-import takes."""
     name = LARGEST[family]
+    if family == "mouse_vision":
+        from tests.importers import test_mouse_vision  # pylint: disable=g-import-not-at-top
+
+        path = os.path.join(folder, f"{name}.pt")
+        test_mouse_vision.fabricate(name, path, bank_rows=IMAGENET_TRAIN, momentum=True)
+        return path
     if family == "mec":
         from tests.importers import fabricate_tf2  # pylint: disable=g-import-not-at-top
 

@@ -25,41 +25,43 @@ learning_rate}`, `step`, `save_counter` and the object graph: all ignored; anyth
 (common.py).
 
 Place-cell centres are not in the checkpoint. The reference draws them with `tf.random.set_seed(0)` in TF
-(`release_place_cell_centres` reproduces that draw); they define both the decoder's targets and the place-cell code
-the encoder maps to the initial state, so an imported model sees the positions it was trained on only with those
-centres.
+(`place_cells.reference_centres` reproduces that draw); they define both the decoder's targets and the place-cell
+code the encoder maps to the initial state, so every import's config.gin binds
+`place_cells.PlaceCells.centres = 'reference'`: the imported model then sees the positions it was trained on.
 """
 
-import random
-
 import numpy as np
-import tensorflow as tf
 
 from goaldriven.importers import common
 from goaldriven.models import path_integrators
+from goaldriven.tasks import place_cells
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _FILES = (
     "ckpts/ckpt-101.{{data-00000-of-00002,data-00001-of-00002,index}} of {name}, downloaded by neuroailab/mec "
     "get_checkpoints.sh from the S3 bucket mecmodels; pass the prefix .../ckpts/ckpt-101"
 )
+CENTRES_BINDING = "place_cells.PlaceCells.centres = 'reference'"  # the released models' place-cell centres
 RELEASED = {
     "UGRNN_relu": common.Released(
         "UGRNN_relu",
         "mec",
         "experiments/path_integration__ugrnn_relu_place_cells.gin",
+        bindings=(CENTRES_BINDING,),
         files=_FILES.format(name="UGRNN_relu"),
     ),
     "UGRNN_relu_reward": common.Released(
         "UGRNN_relu_reward",
         "mec",
         "experiments/path_integration__ugrnn_relu_place_cells_reward_eps0.375.gin",
+        bindings=(CENTRES_BINDING,),
         files=_FILES.format(name="UGRNN_relu_reward"),
     ),
     "CueUGRNN_relu": common.Released(
         "CueUGRNN_relu",
         "mec",
         "experiments/path_integration__ugrnn_relu_place_cells_cues.gin",
+        bindings=(CENTRES_BINDING,),
         files=_FILES.format(name="CueUGRNN_relu"),
     ),
 }
@@ -129,25 +131,6 @@ def load_model(path: str, name: str, *, units: int = 4096, place_cells: int = 51
 
 
 def release_place_cell_centres(box_width: float = 2.2, box_height: float | None = None, n_cells: int = 512):
-    """Place-cell centres (n_cells, 2) of the released models (float64), as the reference's `PlaceCells` draws them.
-
-    Reference (mec/models/place_cells.py): `tf.random.set_seed(0)`, then `tf.random.uniform((Np,), min_x, max_x,
-    tf.float64)` for x and the same for y, in eager mode, in a box centred at the origin (training: 2.2 m). Eager TF
-    gives those two ops the seeds (0, r1) and (0, r2), r1 and r2 the first two `random.Random(0).randint(0, 2**31 -
-    1)`; the same Philox kernels are run here with those seeds in a new graph, so the caller's global seed and eager
-    kernel cache are left alone. Checked against `tf.random.set_seed(0)` + `tf.random.uniform` in TF 2.21, not
-    against the TF 2.0.1 GPU run that trained the release.
-    """
-    box_height = box_width if box_height is None else box_height
-    draws = random.Random(0)
-    seeds = [draws.randint(0, 2**31 - 1) for _ in range(2)]
-
-    @tf.function(autograph=False)
-    def uniforms():
-        return [tf.raw_ops.RandomUniform(shape=[n_cells], dtype=tf.float64, seed=0, seed2=s) for s in seeds]
-
-    centres = []
-    for u, extent in zip(uniforms(), (box_width, box_height)):
-        low, high = tf.constant(-extent / 2.0, tf.float64), tf.constant(extent / 2.0, tf.float64)
-        centres.append(u * (high - low) + low)  # as tf.random.uniform: rnd * (maxval - minval) + minval
-    return tf.stack(centres, axis=-1).numpy()
+    """Place-cell centres (n_cells, 2) of the released models (float64): `place_cells.reference_centres`, which the
+    imports select with `place_cells.PlaceCells.centres = 'reference'` in their config.gin."""
+    return place_cells.reference_centres(n_cells, box_width, box_height)

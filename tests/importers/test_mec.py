@@ -133,9 +133,15 @@ def test_the_released_experiment_builds_the_model_the_import_fills(name, tmp_pat
     bindings = [*released.bindings, f"UNITS = {UNITS}", f"N_PLACE_CELLS = {CELLS}"]
     cli_config.parse_gin_config([released.experiment], bindings, clear=True, check_bindings=False)
     try:
-        model = cli_config.configured_task().build_model()
+        task = cli_config.configured_task()
+        model = task.build_model()
     finally:
         gin.clear_config()
+    # The import's config selects the centres the release was trained with (the reference's TensorFlow draw).
+    assert task.place_cells.centres_kind == "reference"
+    np.testing.assert_array_equal(
+        task.place_cells.centres, mec.release_place_cell_centres(2.2, n_cells=CELLS).astype(np.float32)
+    )
     model({"inputs": np.zeros((1, 2, input_dim), np.float32), "init_code": np.zeros((1, CELLS), np.float32)})
     report = mec.assign(model, prefix, name)
     assert report.assigned == len(model.variables) == 11

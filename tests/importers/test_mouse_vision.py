@@ -71,9 +71,12 @@ def release_layout(name: str) -> dict:
     return {"model_state_dict": backbone, "neck_state_dict": neck}
 
 
-def fabricate(name: str, path: str, seed: int = 0, prefix: str = "module.") -> dict:
-    """Random values in release `name`'s layout (DDP's `module.` prefix on the backbone), saved as the trainers do;
-    returns {section: {key without prefix: array}}."""
+def fabricate(
+    name: str, path: str, seed: int = 0, prefix: str = "module.", bank_rows: int = 10, momentum: bool = False
+) -> dict:
+    """Random values in release `name`'s layout (DDP's `module.` prefix on the backbone), saved as the trainers do
+    (IR: a memory bank of `bank_rows` x 128, 1,281,167 in the releases; `momentum`: the SGD optimizer's momentum
+    buffer for every backbone tensor, as in the released files); returns {section: {key without prefix: array}}."""
     rng = np.random.default_rng(seed)
     values = {}
     for section, keys in release_layout(name).items():
@@ -92,9 +95,16 @@ def fabricate(name: str, path: str, seed: int = 0, prefix: str = "module.") -> d
         )
         for section, d in values.items()
     }
-    extra = {"epoch": 199, "results": {"losses": [1.5, 1.2]}, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}}
+    parameters = [v for k, v in values["model_state_dict"].items() if not k.endswith(("running_mean", "running_var",
+                  "num_batches_tracked"))] if momentum else []  # fmt: skip
+    state = {i: {"momentum_buffer": np.zeros_like(v)} for i, v in enumerate(parameters)}
+    extra = {
+        "epoch": 199,
+        "results": {"losses": [1.5, 1.2]},
+        "optimizer": {"state": state, "param_groups": [{"lr": 0.1}]},
+    }
     if name.endswith("_ir"):
-        extra["memory_bank"] = rng.normal(size=(10, 128)).astype(np.float32)
+        extra["memory_bank"] = rng.standard_normal((bank_rows, 128), dtype=np.float32)
     fabricate_pt.save({**saved, **extra}, path)
     return values
 

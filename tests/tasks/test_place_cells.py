@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from goaldriven.tasks import place_cells
 
@@ -65,3 +66,15 @@ def test_bad_arguments():
         place_cells.PlaceCells(n_cells=2)
     with pytest.raises(ValueError, match="surround_scale"):
         place_cells.PlaceCells(surround_scale=0.5)
+
+
+def test_reference_centres_are_the_released_models_draw_and_reach_the_code():
+    cells = place_cells.PlaceCells(n_cells=64, box_width=2.2, centres="reference")
+    tf.random.set_seed(0)  # the reference code's draw (neuroailab/mec place_cells.py), eager mode
+    x = tf.random.uniform((64,), -1.1, 1.1, dtype=tf.float64)
+    y = tf.random.uniform((64,), -1.1, 1.1, dtype=tf.float64)
+    np.testing.assert_array_equal(cells.centres, np.stack([x, y], axis=-1).astype(np.float32))
+    code = cells.activations(tf.constant(cells.centres[5:6]))
+    assert int(tf.argmax(code[0])) == 5
+    with pytest.raises(ValueError, match="centres must be one of"):
+        place_cells.PlaceCells(centres="released")
