@@ -158,6 +158,16 @@ def test_bad_invocations_exit_with_one_line(args, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+def _main(argv: list[str], family: str) -> None:
+    """goaldriven-import <family> with the flags of `argv`, as the console script runs it."""
+    try:
+        cli_testing.flags.FLAGS(argv)
+        import_release.main(["goaldriven-import", family])
+    finally:
+        cli_testing.flags.FLAGS.unparse_flags()
+        gin.clear_config()
+
+
 def test_goaldriven_import_converts_a_released_convrnn_end_to_end(tmp_path, capsys):
     """`goaldriven-import convrnns` on a fabricated ugrnn_shallow release (channels / 16), then fit's restore."""
     from tests.importers import fabricate_tf1  # pylint: disable=g-import-not-at-top
@@ -167,12 +177,7 @@ def test_goaldriven_import_converts_a_released_convrnn_end_to_end(tmp_path, caps
     output = str(tmp_path / "converted")
     argv = ["goaldriven-import", f"--source={prefix}", "--name=ugrnn_shallow", f"--output={output}",
             "--gin_bindings=WIDTH_MULTIPLIER = 0.0625"]  # fmt: skip
-    try:
-        cli_testing.flags.FLAGS(argv)
-        import_release.main(["goaldriven-import", "convrnns"])
-    finally:
-        cli_testing.flags.FLAGS.unparse_flags()
-        gin.clear_config()
+    _main(argv, "convrnns")
     assert "ignored" in capsys.readouterr().out
     assert "WIDTH_MULTIPLIER = 0.0625" in open(os.path.join(output, "config.gin")).read()
     kernel = next(v for v in _restored(output).variables if v.path.endswith("conv1/pre_conv/kernel"))
@@ -189,12 +194,7 @@ def test_goaldriven_import_converts_a_mouse_vision_release_end_to_end(tmp_path, 
     values = test_mouse_vision.fabricate("dual_stream_ir", source)
     output = str(tmp_path / "converted")
     argv = ["goaldriven-import", f"--source={source}", "--name=dual_stream_ir", f"--output={output}"]
-    try:
-        cli_testing.flags.FLAGS(argv)
-        import_release.main(["goaldriven-import", "mouse_vision"])
-    finally:
-        cli_testing.flags.FLAGS.unparse_flags()
-        gin.clear_config()
+    _main(argv, "mouse_vision")
     out = capsys.readouterr().out
     assert "set 2 weights absent from the release to zero" in out
     assert "include 'experiments/instance_recognition__streamnet_dual.gin'" in open(f"{output}/config.gin").read()
