@@ -47,6 +47,8 @@ def _list(module) -> None:
         print(f"{name}: {entry.experiment}{' ' + ' '.join(entry.bindings) if entry.bindings else ''}")
         if entry.files:
             print(f"  files: {entry.files}")
+    for name, reason in getattr(module, "NOT_SUPPORTED", {}).items():
+        print(f"{name}: not importable: {reason}")
 
 
 def convert(module, source: str, name: str, output: str, bindings: tuple[str, ...] = (), log=print) -> str:
