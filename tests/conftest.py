@@ -15,6 +15,8 @@ import pytest
 import tensorflow as tf
 import threadpoolctl
 
+import gin
+
 # One BLAS thread per test process: the suite runs 2 processes on 2 cores, and multithreaded OpenBLAS on an
 # oversubscribed machine is many times slower (an eigendecomposition of 1000 x 1000: 11 s instead of 0.4 s).
 threadpoolctl.threadpool_limits(1)
@@ -47,10 +49,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
-    """Each test starts from float32, a fixed seed and a clean Keras name scope."""
+    """Each test starts from float32, a fixed seed, a clean Keras name scope and an unlocked, empty gin config (a test
+    that parses a config and fails before clearing it must not lock the next test on the same worker out)."""
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
     yield
+    gin.clear_config()
     keras.mixed_precision.set_global_policy("float32")
     keras.backend.clear_session(free_memory=False)
     if next(_TESTS_RUN) % _COLLECT_EVERY == 0:

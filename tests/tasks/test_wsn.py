@@ -68,6 +68,7 @@ def test_batches_are_cochleagrams_and_one_training_step_runs(tmp_path):
 
 
 def _parse(files, bindings):
+    gin.clear_config()  # registering a configurable needs an unlocked config
     gin.external_configurable(stft_frontend, name="stft_frontend")
     cli_config.parse_gin_config(files, bindings, clear=True)
 
