@@ -16,18 +16,14 @@ metric v (the weighted mean over the validation data of `metric_fn(model, batch)
   elif not in_cooldown:                          wait += 1
       if wait >= patience and drops < max_drops: drops += 1, wait = 0, cooldown_left = cooldown
 
-So with patience p the rate drops at the p-th evaluation in a row that does not beat the best by more than min_delta.
-Once `max_drops` drops are done the hook stops evaluating (nothing can change any more); max_drops = 0 never
-evaluates (the base schedule alone).
-
-State (multiplier, best, wait, drops, cooldown_left, evaluations) is variables returned from `build`, so checkpoints
-hold it and a resumed run continues bit-identically. The evaluation happens in `on_loop_end`, before the loop's
-checkpoint at that step. Records: the per-step metric "learning_rate" (metrics.json, TensorBoard train/), one line
-per evaluation in <workdir>/plateau.jsonl and TensorBoard scalars in <workdir>/plateau/ (chief), a log line per
-evaluation and one per drop.
-
-The hook wraps the loop optimizer's own schedule (rebuilt from the optimizer's config, or `learning_rate` if given)
-and installs the wrapper on that optimizer in `build`, so the schedule is configured once (loop.run.learning_rate).
+With patience p the rate drops at the p-th evaluation in a row not beating the best by more than min_delta. After
+`max_drops` drops the hook stops evaluating; max_drops = 0 never evaluates (the base schedule alone).
+State (multiplier, best, wait, drops, cooldown_left, evaluations) is variables returned from `build`: checkpointed,
+so a resumed run continues bit-identically (the evaluation runs in `on_loop_end`, before the checkpoint at that step).
+Records: the per-step metric "learning_rate" (metrics.json, TensorBoard train/), a line per evaluation in
+<workdir>/plateau.jsonl, TensorBoard scalars in <workdir>/plateau/ (chief), a log line per evaluation and per drop.
+The hook wraps the loop optimizer's own schedule (rebuilt from its config, or `learning_rate`) in `build`, so the
+schedule is configured once (loop.run.learning_rate); a float rate's optimizer variable is assigned instead.
 """
 
 # b: batch (per replica)
@@ -44,8 +40,7 @@ from goaldriven import atomic_write
 from goaldriven import hooks as loop_hooks
 from goaldriven.tasks import image_classification
 
-MODES = ("max", "min")
-LOG_FILE = "plateau.jsonl"
+MODES, LOG_FILE = ("max", "min"), "plateau.jsonl"
 
 
 @keras.saving.register_keras_serializable(package="goaldriven")
@@ -191,12 +186,17 @@ def make_evaluator(
         out = strategy.run(replica_sums, args=(dist_batch,))
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
 
+    datasets = []  # distributed once (about a second), iterated afresh by each evaluation
+
     def evaluate() -> tuple[float, int]:
-        dataset = strategy.distribute_datasets_from_function(
-            lambda ctx: data.eval_dataset(global_batch_size=eval_batch_size, input_context=ctx)
-        )
+        if not datasets:
+            datasets.append(
+                strategy.distribute_datasets_from_function(
+                    lambda ctx: data.eval_dataset(global_batch_size=eval_batch_size, input_context=ctx)
+                )
+            )
         total, count = 0.0, 0.0
-        for index, dist_batch in enumerate(dataset):
+        for index, dist_batch in enumerate(datasets[0]):
             if max_batches is not None and index >= max_batches:
                 break
             out = step(dist_batch)
@@ -267,6 +267,7 @@ class PlateauDrop(loop_hooks.LoopHook):
         self.schedule: PlateauScaled | None = None
         self.variables: dict[str, tf.Variable] = {}
         self._optimizer = self._evaluate = self._writer = None
+        self._assigns_rate = False
 
     # -- state ------------------------------------------------------------------------------------------------------
 
@@ -279,6 +280,8 @@ class PlateauDrop(loop_hooks.LoopHook):
         for f in dataclasses.fields(Counters):
             self.variables[f"plateau_{f.name}"].assign(getattr(c, f.name))
         self.variables["plateau_multiplier"].assign(self.rule.multiplier(c.drops))
+        if self._assigns_rate:
+            self._optimizer.learning_rate = float(self.schedule(0))
 
     # -- loop hook --------------------------------------------------------------------------------------------------
 
@@ -295,8 +298,12 @@ class PlateauDrop(loop_hooks.LoopHook):
             },
         }
         self.schedule = PlateauScaled(base, self.variables["plateau_multiplier"])
-        state.optimizer.learning_rate = self.schedule
         self._optimizer = state.optimizer
+        # A float rate lives in an optimizer variable (checkpointed with it) that Keras would untrack, breaking the
+        # optimizer's checkpoint, if a schedule replaced it: drops assign that variable instead.
+        self._assigns_rate = any(v.name == "learning_rate" for v in state.optimizer.variables)
+        if not self._assigns_rate:
+            state.optimizer.learning_rate = self.schedule
         return dict(self.variables)
 
     def _base_rate(self, optimizer: keras.optimizers.Optimizer):

@@ -145,10 +145,8 @@ class _SigtermAt(loop_hooks.LoopHook):
 def _run(workdir, *, strategy, jit=False, loop_rate=RATE, after=(), log=None, **plateau_kwargs):
     """The linear task for STEPS steps with the scripted metric and PlateauDrop (patience 2, at most 2 drops)."""
     script = _Script()
-    hook = plateau.PlateauDrop(
-        _Validation(), eval_every=2, metric="score", patience=2, max_drops=2, eval_batch_size=4,
-        metric_fn=script.metric_fn, **plateau_kwargs,
-    )  # fmt: skip
+    settings = dict(eval_every=2, metric="score", patience=2, max_drops=2, eval_batch_size=4)
+    hook = plateau.PlateauDrop(_Validation(), metric_fn=script.metric_fn, **{**settings, **plateau_kwargs})
     result = loop.run(
         task=toy_tasks.LinearTask(),
         strategy=strategy,
@@ -213,16 +211,22 @@ def test_rate_drops_at_the_scripted_plateaus_without_retracing(strategy, jit, tm
     assert traces.at[2] > 0 and traces.at[STEPS] == traces.at[2]
 
 
-@pytest.mark.parametrize("strategy, jit", [(strategies.one_device, True), (strategies.mirrored, False)],
-                         ids=["xla_one_device", "mirrored"])  # fmt: skip
-def test_sigterm_then_resume_is_bit_identical(strategy, jit, tmp_path):
+def _constant_schedule():
+    return schedules.constant_schedule(RATE, global_batch_size=4, reference_batch_size=4)
+
+
+# A schedule (wrapped by PlateauScaled) under XLA on one device; a float rate (its optimizer variable assigned) on two.
+@pytest.mark.parametrize("strategy, jit, rate", [(strategies.one_device, True, _constant_schedule),
+                                                 (strategies.mirrored, False, lambda: RATE)],
+                         ids=["xla_one_device_schedule", "mirrored_float"])  # fmt: skip
+def test_sigterm_then_resume_is_bit_identical(strategy, jit, rate, tmp_path):
     assert threading.current_thread() is threading.main_thread()  # the loop's SIGTERM handler needs it
-    _run(tmp_path / "straight", strategy=strategy(), jit=jit)
+    _run(tmp_path / "straight", strategy=strategy(), jit=jit, loop_rate=rate())
     # Stopped at 12, after the evaluation there (wait 1 of 2): the resumed run must still drop at 14.
-    stopped, _ = _run(tmp_path / "split", strategy=strategy(), jit=jit, after=[_SigtermAt(12)])
+    stopped, _ = _run(tmp_path / "split", strategy=strategy(), jit=jit, loop_rate=rate(), after=[_SigtermAt(12)])
     assert stopped["status"] == "preempted" and stopped["step"] == 12
     lines = []
-    resumed, hook = _run(tmp_path / "split", strategy=strategy(), jit=jit, log=lines.append)
+    resumed, hook = _run(tmp_path / "split", strategy=strategy(), jit=jit, loop_rate=rate(), log=lines.append)
     assert resumed["status"] == "finished" and any("plateau: resumed after 6 evaluations" in line for line in lines)
     a, b = _saved(tmp_path / "straight"), _saved(tmp_path / "split")
     assert (
@@ -233,12 +237,14 @@ def test_sigterm_then_resume_is_bit_identical(strategy, jit, tmp_path):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert _plateau_log(tmp_path / "straight") == _plateau_log(tmp_path / "split")
     assert hook.counters().drops == 2
+    assert _rates(tmp_path / "split")[16] == pytest.approx(RATE * 0.01, rel=1e-6)  # the drops reached the optimizer
 
 
 def test_max_drops_zero_never_evaluates_and_keeps_the_base_rate(tmp_path):
     result, hook = _run(tmp_path, strategy=strategies.one_device(), max_drops=0)
     assert result["status"] == "finished" and hook.counters().evaluations == 0
-    assert set(_rates(tmp_path).values()) == {pytest.approx(RATE)}
+    rates = _rates(tmp_path)
+    assert len(rates) == STEPS // 2 and all(rate == pytest.approx(RATE, rel=1e-6) for rate in rates.values())
     assert not os.path.exists(os.path.join(tmp_path, plateau.LOG_FILE))
 
 
