@@ -16,7 +16,7 @@ import tensorflow as tf
 import gin
 from goaldriven import cli_config
 from goaldriven import hooks as loop_hooks
-from goaldriven.tasks import loop, plateau, schedules
+from goaldriven.tasks import loop, plateau, schedules, validation_metric
 from tests import strategies
 from tests.tasks import toy_tasks
 
@@ -295,7 +295,7 @@ def test_default_metric_is_weighted_top1_and_cross_entropy_against_numpy():
     log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     ce = -np.mean(log_probs[np.arange(8), labels][kept])
     for metric, expected in (("top1", top1), ("loss", ce)):
-        value, examples = plateau.make_evaluator(model, strategy, Data(), metric=metric, eval_batch_size=4)()
+        value, examples = validation_metric.make_evaluator(model, strategy, Data(), metric=metric, eval_batch_size=4)()
         assert examples == 6 and value == pytest.approx(expected, rel=1e-5), metric
 
 
