@@ -339,3 +339,29 @@ def test_other_experiments_keep_the_step_schedule_and_the_opt_out_restores_it():
     finally:
         gin.clear_config()
     assert len(rate.boundaries) == 3
+
+
+@pytest.mark.slow  # a tiny RGC Median on tfds mock data: 30-90 s on 2 cores
+def test_rgc_median_experiment_evaluates_and_drops_inside_training(tmp_path):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    bindings = [
+        "GLOBAL_BATCH_SIZE = 2", "UNROLL_LENGTH = 'minimal'", "DATA_DIR = '/nonexistent'", "TRAIN_STEPS = 6",
+        "PLATEAU_EVAL_EVERY = 2", "PLATEAU_PATIENCE = 1", "PLATEAU_MIN_DELTA = 1.0",  # step 4 cannot beat step 2 by 1.0
+        "loop.run.evaluate_at_end = False",
+    ]  # fmt: skip
+    try:
+        cli_config.parse_gin_config([_experiment("rgc_intermediate"), "models/zoo_tiny.gin", "testing/smoke.gin"],
+                                    bindings, clear=True)  # fmt: skip
+        with tfds.testing.mock_data(num_examples=8):
+            result = gin.get_configurable(loop.run)(
+                strategy=strategies.one_device(), workdir=str(tmp_path), log=lambda _: None
+            )
+    finally:
+        gin.clear_config()
+    assert result["status"] == "finished" and result["step"] == 6
+    log = _plateau_log(tmp_path)
+    assert [(e["step"], e["dropped"], e["examples"]) for e in log] == [(2, False, 8), (4, True, 8)]
+    assert 0.0 <= log[0]["value"] <= 1.0
+    rates = _rates(tmp_path)
+    assert rates[6] == pytest.approx(rates[2] * 0.1, rel=1e-6) and rates[4] == pytest.approx(rates[2], rel=1e-6)
