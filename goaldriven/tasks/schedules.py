@@ -17,9 +17,9 @@ so the first update uses base * r (r = 1e-4) and step W uses base.
 
 `step` is the optimizer's iteration count (0 before the first update), so epochs [0, 30) use the first value and the
 first step of epoch 30 (0-based) uses the second. Boundaries may be fractional epochs; `steps_per_epoch` may be
-fractional too (ImageNet: 1,281,167 / global batch). Out of scope: the searched models (LSTM Opt, RGC Random,
-RGC Median) dropped the rate x0.1 by hand when validation top-1 saturated (spec 7.4); that needs the evaluation
-metric, i.e. a callback in the loop (ReduceLROnPlateau-like), not a function of the step.
+fractional too (ImageNet: 1,281,167 / global batch). The searched models (LSTM Opt, RGC Random, RGC Median) dropped
+the rate x0.1 by hand when validation top-1 saturated (spec 7.4); that needs the evaluation metric, so it is a loop
+hook wrapping one of these schedules: tasks/plateau.py.
 """
 
 import math
