@@ -11,7 +11,14 @@ import tensorflow as tf
 
 import gin
 from goaldriven import cli_config
-from goaldriven.tasks import loop, path_integration, path_integration_baselines, place_cells, trajectories
+from goaldriven.tasks import (
+    loop,
+    path_integration,
+    path_integration_baselines,
+    path_integration_eval,
+    place_cells,
+    trajectories,
+)
 from tests import strategies
 
 
@@ -86,6 +93,24 @@ def test_nmf_baseline_reads_its_factor_at_the_position():
     mask = np.array([1, 0, 1, 0], np.float32)
     masked = model({"position": position, "init_position": np.zeros((1, 2))}, unit_mask=mask)["features"]["g"]
     np.testing.assert_allclose(masked.numpy()[0], g * mask)
+
+
+def test_nmf_baseline_evaluates_the_same_on_two_replicas(tmp_path):
+    """The factor is a (mirrored) non-trainable weight; the true path reaches the model on every replica."""
+    evaluation = path_integration_eval.PathIntegrationEvaluation(
+        batches=2, global_batch_size=4, train_box_batches=0, ratemap_bins=10, figures=False
+    )
+    maps = []
+    for name, strategy in (("two", strategies.mirrored()), ("one", strategies.one_device())):
+        task = _task("nmf", n_components=3, lattice_spacing=0.1, log=lambda _: None)
+        task.evaluation = evaluation
+        with strategy.scope():
+            model = task.build_model()
+        task.evaluate(model, strategy=strategy, output_dir=str(tmp_path / name), step=0, log=lambda _: None)
+        with np.load(tmp_path / name / "ratemaps_g.npz") as saved:
+            maps.append(saved["ratemaps"])
+    assert maps[0].shape == (3, 10, 10) and np.isfinite(maps[0]).any()
+    np.testing.assert_allclose(maps[0], maps[1], rtol=1e-5, equal_nan=True)
 
 
 def test_bad_baseline_arguments_are_refused():
