@@ -151,7 +151,8 @@ def evaluate(
         "eval_box_m": box,
         "eval_environment": generator.environment,
     }
-    log(f"eval: decoding error {metrics['decoding_error_cm']:.2f} cm in the {box:g} m box ({len(errors)} episodes)")
+    where = f"{box:g} m {'track' if track else 'box'}"
+    log(f"eval: decoding error {metrics['decoding_error_cm']:.2f} cm in the {where} ({len(errors)} episodes)")
     if config.train_box_batches:
         train_box = task.trajectories.box_width
         train_errors = np.concatenate(
