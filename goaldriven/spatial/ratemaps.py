@@ -16,6 +16,9 @@ Smoothing (used for recorded data only; the thesis uses sigma = 1 bin for data a
 no smoothing for models) is a NaN-aware normalised convolution with a Gaussian G:
 
     smoothed = G * (r with NaN -> 0) / G * valid,        unvisited bins stay NaN.
+
+Linear track (thesis: the 400 cm virtual track, 80 bins of 5 cm): the segment y = 0, x in [-L/2, L/2];
+TrackRateMapAccumulator gives 1-D maps (u, w) with the same x binning, and smooth_track_ratemap the 1-D filter.
 """
 
 from __future__ import annotations
@@ -154,6 +157,41 @@ class RateMapAccumulator:
         return np.ascontiguousarray(maps.T).reshape(self.n_units, self.nbins_y, self.nbins_x)
 
 
+class TrackRateMapAccumulator(RateMapAccumulator):
+    """1-D rate maps along a linear track, the segment y = 0, x in [-L/2, L/2]: `ratemaps()` (u, w), `counts` (w,).
+
+    Args:
+        n_units: number of units u.
+        track_length: L in metres.
+        nbins: number of bins along the track (thesis: 80 for 4 m).
+    """
+
+    def __init__(self, n_units: int, track_length: float, nbins: int):
+        super().__init__(n_units, track_length, 4 * _OUTSIDE_TOLERANCE, nbins, 1)
+
+    def bin_index(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.float64)
+        if (
+            positions.ndim == 2
+            and positions.shape[1] == 2
+            and not np.all(np.abs(positions[:, 1]) <= _OUTSIDE_TOLERANCE)
+        ):
+            raise ValueError(
+                "positions on a linear track must have y = 0 (the track is the x axis); received y up to "
+                f"{np.nanmax(np.abs(positions[:, 1])):.3g} m. Use RateMapAccumulator for a 2-D box."
+            )
+        return super().bin_index(positions)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Visit counts per bin, shape (w,), int64."""
+        return super().counts[0]
+
+    def ratemaps(self) -> np.ndarray:
+        """Mean activation per bin, shape (u, w), float64; NaN in unvisited bins."""
+        return super().ratemaps()[:, 0]
+
+
 def ratemap_from_samples(
     positions: np.ndarray, activations: np.ndarray, box_width: float, box_height: float, nbins: int | tuple[int, int]
 ) -> np.ndarray:
@@ -220,3 +258,14 @@ def smooth_ratemap(ratemap: np.ndarray, sigma_bins: float = 1.0) -> np.ndarray:
         smoothed = values / weights
     smoothed[~valid] = np.nan
     return smoothed
+
+
+def smooth_track_ratemap(ratemap: np.ndarray, sigma_bins: float = 1.0) -> np.ndarray:
+    """NaN-aware 1-D Gaussian smoothing (as smooth_ratemap) of a track map (w,) or a stack (u, w)."""
+    ratemap = np.asarray(ratemap, dtype=np.float64)
+    if ratemap.ndim not in (1, 2):
+        raise ValueError(
+            f"a track rate map is (w,) or (u, w); received shape {ratemap.shape}. Use smooth_ratemap in 2-D."
+        )
+    # A (.., 1, w) map: the normalised convolution cancels the blur along the single row.
+    return smooth_ratemap(ratemap[..., None, :], sigma_bins)[..., 0, :]

@@ -109,9 +109,10 @@ class PathIntegrationTask(base.Task):
     ) -> dict[str, Any]:
         """Runs the model on a batch; returns its outputs plus "decoded" positions (b, t, 2)."""
         kwargs = {} if unit_mask is None else {"unit_mask": unit_mask}
-        out = model(
-            {"inputs": batch["inputs"], "init_code": self.encode(batch["init_position"])}, training=training, **kwargs
-        )
+        inputs = {"inputs": batch["inputs"], "init_code": self.encode(batch["init_position"])}
+        if getattr(model, "reads_position", False):  # baselines (path_integration_baselines), not path integrators
+            inputs.update(position=batch["position"], init_position=batch["init_position"])
+        out = model(inputs, training=training, **kwargs)
         return {**out, "decoded": self.decode(out["logits"])}
 
     def compute_loss(self, model, batch, *, training):
@@ -130,10 +131,13 @@ class PathIntegrationTask(base.Task):
         )
 
     def evaluation_generator(
-        self, box_width: float, cue_probability: float | None = None
+        self, box_width: float, cue_probability: float | None = None, environment: str | None = None
     ) -> trajectories_lib.TrajectoryGenerator:
-        """The training generator moved to an evaluation box, with ordinary (not reward-biased) episodes."""
+        """The training generator moved to an evaluation box (or track: `environment`), with ordinary (not
+        reward-biased) episodes."""
         changes = {} if cue_probability is None else {"cue_probability": cue_probability}
+        if environment is not None:
+            changes["environment"] = environment
         return dataclasses.replace(
             self.trajectories, box_width=box_width, box_height=None, reward_epsilon=1.0, **changes
         )

@@ -11,7 +11,8 @@ those at or below the threshold (thesis: 100 draws).
 
 Outputs in `output_dir`: summary.json, ratemaps_<layer>.npz (ratemaps (u, h, w), counts (h, w), scores),
 scores_<layer>.csv, knockouts.json and PNG figures (best grid units, score histograms, decoded trajectories,
-knockouts).
+knockouts). On the 1-D track (environment "track", thesis: 4 m, 80 bins of 5 cm) the maps are 1-D, ratemaps (u, w)
+and counts (w,), without grid or border scores (2-D measures) and so without knockouts.
 """
 
 # b: batch, t: time, u: units, h/w: spatial bins
@@ -35,7 +36,8 @@ class PathIntegrationEvaluation:
     """What `PathIntegrationTask.evaluate` computes.
 
     Attributes:
-      box_width: evaluation box side in metres (thesis: 1.0).
+      box_width: evaluation box side in metres (thesis: 1.0), or the track length (thesis: 4.0).
+      environment: None (the training generator's), "box" or "track" (a 2-D-trained model on the 1-D track).
       cue_probability: cue presence at evaluation (None: as in training; cue models are evaluated with cues).
       batches, global_batch_size: size of the seeded evaluation set (thesis: 100 x 200).
       seed: seed of the evaluation trajectories (shared by all models).
@@ -51,6 +53,7 @@ class PathIntegrationEvaluation:
     """
 
     box_width: float = 1.0
+    environment: str | None = None
     cue_probability: float | None = None
     batches: int = 100
     global_batch_size: int = 200
@@ -121,7 +124,8 @@ def evaluate(
 
     runner, knockout_runner = runtime.ReplicatedRunner(strategy, features_fn), None
     box = config.box_width
-    generator = task.evaluation_generator(box, config.cue_probability)
+    generator = task.evaluation_generator(box, config.cue_probability, config.environment)
+    track = generator.environment == "track"
     make_batch = task.make_batch(generator, config.global_batch_size)
     accumulators, errors, example = {}, [], None
     for out in runner.map(
@@ -131,7 +135,11 @@ def evaluate(
         for layer in layers:
             acts = out[layer].reshape(positions.shape[0], -1)
             if layer not in accumulators:
-                accumulators[layer] = ratemaps_lib.RateMapAccumulator(acts.shape[1], box, box, config.bins)
+                accumulators[layer] = (
+                    ratemaps_lib.TrackRateMapAccumulator(acts.shape[1], box, config.bins)
+                    if track
+                    else ratemaps_lib.RateMapAccumulator(acts.shape[1], box, box, config.bins)
+                )
             accumulators[layer].add(positions, acts)
         errors.append(_episode_errors(out))
         if example is None:
@@ -141,8 +149,10 @@ def evaluate(
         "decoding_error_cm": 100 * float(errors.mean()),
         "path_integration_score_m": -float(errors.mean()),
         "eval_box_m": box,
+        "eval_environment": generator.environment,
     }
-    log(f"eval: decoding error {metrics['decoding_error_cm']:.2f} cm in the {box:g} m box ({len(errors)} episodes)")
+    where = f"{box:g} m {'track' if track else 'box'}"
+    log(f"eval: decoding error {metrics['decoding_error_cm']:.2f} cm in the {where} ({len(errors)} episodes)")
     if config.train_box_batches:
         train_box = task.trajectories.box_width
         train_errors = np.concatenate(
@@ -163,6 +173,13 @@ def evaluate(
     scores = {}
     for layer in layers:
         maps = accumulators[layer].ratemaps()
+        if track:  # 1-D maps: no grid or border scores
+            _save_layer(output_dir, layer, maps, accumulators[layer].counts, {})
+            if config.figures:
+                plots.track_ratemaps(
+                    maps, os.path.join(output_dir, f"track_ratemaps_{layer}.png"), n=config.n_best_units
+                )
+            continue
         grid = spatial_scores.grid_scores(maps, method=config.grid_method)
         strict = spatial_scores.grid_scores(maps, method=config.grid_method, sac="strict")
         border = spatial_scores.border_scores(maps)
@@ -307,6 +324,8 @@ def _save_layer(
         counts=counts,
         **{f"{k}_score": v for k, v in scores.items()},
     )
+    if not scores:  # track maps
+        return
     with open(os.path.join(output_dir, f"scores_{layer}.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["unit", "grid_score_60", "grid_score_90", "border_score", "grid_score_60_strict"])

@@ -29,6 +29,20 @@ def best_grid_units(
     fig.savefig(path, dpi=110)
 
 
+def track_ratemaps(maps: np.ndarray, path: str, *, n: int = 16) -> None:
+    """1-D rate maps (u, w) along the track: the first n units, each scaled to its own maximum."""
+    fig = Figure(figsize=(6.0, 0.45 * min(n, len(maps)) + 0.8))
+    ax = fig.subplots()
+    for row, curve in enumerate(maps[:n]):
+        peak = np.nanmax(np.abs(curve)) if np.isfinite(curve).any() else 0.0
+        ax.plot(row + 0.9 * (curve / peak if peak > 0 else curve), color="k", lw=1)
+    ax.set_xlabel("position bin along the track")
+    ax.set_ylabel("unit")
+    ax.set_title("rate maps along the track", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def score_histograms(
     scores: dict[str, np.ndarray], path: str, *, grid_threshold: float, border_threshold: float
 ) -> None:

@@ -16,6 +16,14 @@ Variants: cue inputs (5 square landmarks; input = distance to the nearest edge o
 random half of the episodes), reward-biased trajectories (a (1 - epsilon) fraction of the episodes of each batch goes
 straight to a 20 cm reward zone in 7 steps and then random-walks inside it), and a reward-zone indicator input.
 All randomness is stateless (seeded by a [2] int64 seed), so a batch is a pure function of its seed.
+
+1-D track (environment="track"; thesis Section 4.10, the 4 m virtual track of Fig. 4.2b; spec Ambiguity 27): the
+track is the segment y = 0, x in [-L/2, L/2] of the same 2-D frame (L = box_width, thesis 4 m), so positions,
+velocity inputs and place-cell centres keep two components (the y ones are 0) and a model trained in the 2-D box runs
+on the track unchanged. "No turns" is a fixed heading of 0 (running towards +x, as a head-fixed mouse runs forward in
+VR): the turn noise and the wall turn are not applied; speeds are the same Rayleigh draws as in the box. At the far
+end the agent stops (positions clipped to the track, as at the box's walls) rather than being teleported back, so
+integrating the inputs still reproduces the positions exactly.
 """
 
 # b: batch, t: time steps, k: cues
@@ -29,6 +37,7 @@ import tensorflow as tf
 DEFAULT_CUES = ((0.0, 0.0, 0.3), (0.35, 0.35, 0.2), (-0.3, -0.3, 0.1), (0.6, 0.5, 0.1), (-0.7, -0.6, 0.06))
 # Reward zone [x_min, x_max, y_min, y_max] in a centred 2.2 m box (spec B5.5 item 7).
 DEFAULT_REWARD_ZONE = (0.65, 0.85, 0.65, 0.85)
+ENVIRONMENTS = ("box", "track")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +46,8 @@ class TrajectoryGenerator:
 
     Attributes:
       box_width, box_height: arena size in metres (height defaults to width). Training: 2.2; evaluation: 1.0 or 1.5.
+        On the track, box_width is the track length (thesis: 4.0) and the height is 0.
+      environment: "box" (2-D random foraging) or "track" (1-D, fixed heading towards +x: module docstring).
       sequence_length: T, steps per episode.
       dt: seconds per step.
       speed_scale: Rayleigh scale of the forward speed (m/s).
@@ -54,6 +65,7 @@ class TrajectoryGenerator:
 
     box_width: float = 2.2
     box_height: float | None = None
+    environment: str = "box"
     sequence_length: int = 20
     dt: float = 0.02
     speed_scale: float = 0.13 * 2 * math.pi
@@ -69,8 +81,12 @@ class TrajectoryGenerator:
     reward_input: bool = False
 
     def __post_init__(self):
-        if self.box_width <= 0 or self.height <= 0:
+        if self.environment not in ENVIRONMENTS:
+            raise ValueError(f"environment must be one of {ENVIRONMENTS}; received {self.environment!r}.")
+        if self.box_width <= 0 or (self.height <= 0 and self.environment == "box"):
             raise ValueError(f"box size must be positive; received {self.box_width} x {self.height} m.")
+        if self.environment == "track" and self.reward_epsilon < 1.0:
+            raise ValueError("reward-biased episodes need the 2-D box (a reward zone); use environment='box'.")
         if self.sequence_length < 1:
             raise ValueError(f"sequence_length must be >= 1; received {self.sequence_length}.")
         if not 0.0 <= self.reward_epsilon <= 1.0:
@@ -87,6 +103,9 @@ class TrajectoryGenerator:
 
     @property
     def height(self) -> float:
+        """Box extent along y in metres (0 on the track)."""
+        if self.environment == "track":
+            return 0.0
         return self.box_width if self.box_height is None else self.box_height
 
     @property
@@ -105,8 +124,11 @@ class TrajectoryGenerator:
         lo = tf.constant([-self.box_width / 2, -self.height / 2], tf.float32)
         hi = -lo
         start = lo + (hi - lo) * tf.random.stateless_uniform([batch_size, 2], seeds[0])
-        start_hd = tf.random.stateless_uniform([batch_size], seeds[1], maxval=2 * math.pi)
-        positions, head_dirs = self._walk(start, start_hd, lo, hi, self.sequence_length + 1, seeds[2])
+        if self.environment == "track":
+            positions, head_dirs = self._walk_track(start, hi, self.sequence_length + 1, seeds[2])
+        else:
+            start_hd = tf.random.stateless_uniform([batch_size], seeds[1], maxval=2 * math.pi)
+            positions, head_dirs = self._walk(start, start_hd, lo, hi, self.sequence_length + 1, seeds[2])
         init, targets, headings = positions[:, 1], positions[:, 2:], head_dirs[:, 1:-1]
         if self.reward_epsilon < 1.0:
             r_init, r_targets, r_headings = self._reward_episodes(batch_size, lo, hi, seeds[3])
@@ -158,6 +180,17 @@ class TrajectoryGenerator:
             positions.append(pos)
             headings.append(hd)
         return tf.stack(positions, axis=1), tf.stack(headings, axis=1)
+
+    def _walk_track(self, start, hi, n_steps, seed):
+        """Forward walk along the track (heading 0, no turns) stopping at its end; (b, n+1, 2) and (b, n+1)."""
+        batch = tf.shape(start)[0]
+        _, speed_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))  # the box walk's speed seed
+        uniform = tf.random.stateless_uniform([batch, n_steps], speed_seed, minval=1e-12, maxval=1.0)
+        steps = self.speed_scale * tf.sqrt(-2.0 * tf.math.log(uniform)) * self.dt  # (b, n) metres, >= 0
+        travelled = tf.concat([tf.zeros([batch, 1]), tf.cumsum(steps, axis=1)], axis=1)  # (b, n+1)
+        x = tf.minimum(start[:, :1] + travelled, hi[0])  # monotone, so clipping the sum = clipping every step
+        positions = tf.stack([x, tf.zeros_like(x)], axis=-1)
+        return positions, tf.zeros_like(x)
 
     def _reward_episodes(self, batch_size, lo, hi, seed):
         """Straight approach to the zone centre in `reward_approach_steps` steps, then a walk inside the zone."""
