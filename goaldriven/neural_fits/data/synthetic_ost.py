@@ -66,8 +66,9 @@ def planted_ost(
     per_object: int = 24,
     p: int = 32,
     n_feedforward: int = 4,
-    amplitude: float = 3.0,
+    amplitude: float = 4.0,
     ramp: float = 3.0,
+    pattern: float = 0.5,
     step_range: tuple[float, float] = (8.0, 19.0),
     jitter_ms: float = 5.0,
     pls_fraction: float = 0.25,
@@ -90,15 +91,15 @@ def planted_ost(
     recurrent["v4"] += noise * rng.normal(size=recurrent["v4"].shape)
     for name in ("it_a", "it_b"):
         m = _object_directions(rng, n_objects, p)
-        pattern = rng.normal(size=(n, 1, p))
-        recurrent[name] = amp[:, :, None] * m[labels][:, None, :] + pattern + noise * rng.normal(size=(n, N_STEPS, p))
+        z = pattern * rng.normal(size=(n, 1, p))
+        recurrent[name] = amp[:, :, None] * m[labels][:, None, :] + z + noise * rng.normal(size=(n, N_STEPS, p))
 
     u = rng.uniform(size=n)
     feedforward = {}
     for layer in range(n_feedforward):
         m = _object_directions(rng, n_objects, p)
         a = amplitude * np.clip(layer + 1 - n_feedforward * u, 0.0, 1.0)  # (n,) separable from layer ~ k u_i on
-        x = a[:, None] * m[labels] + rng.normal(size=(n, p)) + noise * rng.normal(size=(n, p))
+        x = a[:, None] * m[labels] + pattern * rng.normal(size=(n, p)) + noise * rng.normal(size=(n, p))
         feedforward[f"ff{layer + 1}"] = x[:, None, :]
 
     v4 = _readout(rng, recurrent["v4"], n_units, n_trials, trial_noise)
