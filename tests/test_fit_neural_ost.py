@@ -102,6 +102,20 @@ def test_a_file_without_ost_targets_is_one_line_exit_2(checkpoint, tmp_path, cap
     assert len(lines) == 1 and "no root group 'ost'" in lines[0], lines
 
 
+def test_without_ost_layers_the_layers_are_chosen_from_v4_and_it_units(checkpoint, tmp_path, capsys):
+    data = _data()
+    it_only = data.select_units(area="IT")  # no V4 units: the default layer choice cannot run
+    rng = np.random.default_rng(0)
+    n = it_only.num_stimuli
+    path = str(tmp_path / "it_only.h5")
+    ost_data.save_ost_data(path, it_only, OSTTargets.create(rng.uniform(0.5, 1.5, n), rng.uniform(80, 200, n)))
+    with pytest.raises(SystemExit) as info:
+        _fit(f"--checkpoint={checkpoint}", f"--workdir={tmp_path / 'w'}", f"--neural_data={path}", "--ost")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "needs V4" in err and "--ost_layers" in err, err
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

@@ -30,13 +30,14 @@ from goaldriven.neural_fits.pipeline.feature_store import FeatureStore
 from goaldriven.neural_fits.pipeline.stimuli import Presentation
 
 
-def run(workdir: str, n_splits: int = 5, per_object: int = 40, seed: int = 0, log=print) -> dict:
-    """Steps 1-4 of the module docstring; returns what walkthrough.json holds."""
+def run(workdir: str, n_splits: int = 5, per_object: int = 40, seed: int = 0, log=print, **overrides) -> dict:
+    """Steps 1-4 of the module docstring; returns what walkthrough.json holds. `overrides`: OSTFitConfig fields."""
     began = time.time()
     planted = synthetic_ost.planted_ost(per_object=per_object, seed=seed)
     data = planted.recurrent_data
     n_train = per_object - int(np.ceil(per_object / n_splits))
-    base = ost_fit.OSTFitConfig(n_splits=n_splits, n_train_per_class=n_train, selection_splits=5, selection_boot=20)
+    options = dict(n_splits=n_splits, n_train_per_class=n_train, selection_splits=5, selection_boot=20)
+    base = ost_fit.OSTFitConfig(**{**options, **overrides})
 
     def store(arrays):
         return FeatureStore(arrays, stimulus_ids=data.stimulus_ids, presentation=Presentation())
