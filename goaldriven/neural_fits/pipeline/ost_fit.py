@@ -5,9 +5,9 @@ Sections 9.2-9.8 and ambiguities A-13, A-14. The decoder, d', OST and consistenc
 this module chooses what they are run on (decisions: docs/decisions/neural_fits.md, "Object solution times"):
 
   IT-preferred layers (9.2, A-13): given (`OSTFitConfig.layers`), or chosen from the data file's V4 and IT units: a
-    PLS-25 fit of every layer to the time-averaged (70-170 ms) responses (pipeline.fitting.fit_recordings); a layer is
-    IT-preferred when its median noise-corrected IT predictivity (mean over the IT areas present: IT, pIT, cIT, aIT)
-    exceeds its V4 predictivity. Layers keep the model's hierarchy order (the order of its features).
+    PLS-25 fit of every layer with >= 25 features to the time-averaged (70-170 ms) responses (fit_recordings); a
+    layer is IT-preferred when its median noise-corrected IT predictivity (mean over the IT areas present: IT, pIT,
+    cIT, aIT) exceeds its V4 predictivity. Layers keep the model's hierarchy order (the order of its features).
   Time bins (9.3): a recurrent model (features with > 1 step) maps one-to-one, step t <-> [10 t, 10 t + 10) ms, the
     IT-preferred layers concatenated at steps 7..25 (variant "convrnn"); a feedforward model gets each mapping of
     `mappings` ("uniform", "graded"; ost.solution_times.layer_to_time), with the bin -> layer assignment reported.
@@ -115,11 +115,20 @@ def select_it_layers(
             f"choosing the IT-preferred layers needs V4 ({list(config.v4_areas)}) and IT ({list(config.it_areas)}) "
             f"units; the data has areas {data.areas()}. Fix: pass the layers (--ost_layers=...) or add the units."
         )
+    candidates = [name for name in store.layers if _units(store, name) >= config.selection_components]
+    skipped = [name for name in store.layers if name not in candidates]
+    if skipped:
+        log(f"IT-preferred layer choice skips {skipped}: fewer than {config.selection_components} features (PLS).")
+    if not candidates:
+        raise ValueError(
+            f"no layer has >= {config.selection_components} features for the PLS layer choice; pass --ost_layers."
+        )
     fit = fit_recordings(
         store,
         data,
         FitConfig(
             mapping="pls",
+            layers=tuple(candidates),
             mapping_kwargs={"n_components": config.selection_components},
             window_ms=tuple(config.selection_window_ms),
             n_splits=config.selection_splits,
@@ -131,7 +140,7 @@ def select_it_layers(
         log=log,
     )
     table = {}
-    for layer in store.layers:
+    for layer in candidates:
 
         def score(areas, layer=layer):
             values = [next(iter(fit.summary["areas"][a][layer].values()))["score"] for a in areas]
@@ -160,6 +169,10 @@ def bin_assignment(layers: Sequence[str], sizes: Sequence[int], mapping: str, co
         index, counts = np.unique(x[0], return_counts=True)
         out.append({layers[i]: float(c / x.shape[1]) for i, c in zip(index, counts)})
     return out
+
+
+def _units(store: FeatureStore, name: str) -> int:
+    return int(np.prod(store[name].shape[2:]))
 
 
 def _is_recurrent(store: FeatureStore, layers: Sequence[str]) -> bool:
@@ -240,7 +253,7 @@ def fit_ost(
     offset = 5.0 if targets.bin_times == "center" else 0.0
     bin_ms = config.first_bin_ms + 10.0 * np.arange(config.n_bins)
     plan = {"convrnn": None} if recurrent else {m: m for m in config.mappings}
-    sizes = [int(np.prod(store[name].shape[2:])) for name in layers]
+    sizes = [_units(store, name) for name in layers]
     assignment = {}
     features = {}
     for variant, mapping in plan.items():
