@@ -90,6 +90,24 @@ def test_ost_mode_writes_per_image_osts_consistency_and_scatter(checkpoint, tmp_
     assert all(r["it_ost_ms"] == "" for r in rows if r["it_dprime_defined"] == "0")
     assert os.path.getsize(workdir / "ost_scatter.png") > 1000
     assert os.path.exists(workdir / "features.h5")
+    # Other options: written beside the first fit (fit.1/), which is kept; its features are reused.
+    _fit(
+        f"--checkpoint={checkpoint}",
+        f"--workdir={workdir}",
+        f"--neural_data={tmp_path / 'ost.h5'}",
+        "--ost",
+        f"--ost_layers={LAYERS}",
+        "--n_splits=2",
+        "--ost_train_per_class=5",
+        "--ost_pca=16",
+        "--ost_pls=false",
+        "--ost_mappings=graded",
+    )
+    with open(workdir / "fit.1" / "ost_summary.json") as f:
+        assert set(json.load(f)["variants"]) == {"graded"}
+    with open(workdir / "ost_summary.json") as f:
+        assert json.load(f) == summary
+    assert sorted(p.name for p in workdir.glob("features*.h5")) == ["features.h5"]
 
 
 def test_a_file_without_ost_targets_is_one_line_exit_2(checkpoint, tmp_path, capsys):

@@ -11,22 +11,25 @@ The OST file (ost_data.py, docs/neural_data_format.md) is read and checked first
 TensorFlow restores anything. Features go to <workdir>/features.h5, the same cache as the neural fit's (keyed on the
 checkpoint's content, model config, input, schedule, dtype, layers and stimuli; feature_cache.py), so an OST fit and a
 neural fit of the same checkpoint and stimuli share it. A ConvRNN is run with the evaluation schedule (26 steps, image
-on for 10: spec 1.3), a feedforward model once. The reports are ost_report.FILES in the workdir; the fit holds the
-workdir's lock (goaldriven.workdir_lock).
+on for 10: spec 1.3), a feedforward model once. The reports are ost_report.FILES; like a neural fit's they go to the
+workdir, or to fit.1/, fit.2/, ... when the workdir holds a fit with other options (fit_workdir.claim: the options
+are the feature key, the data file's digest, the OSTFitConfig and a digest of the OST targets), so an earlier fit is
+never overwritten. The fit holds the workdir's lock (goaldriven.workdir_lock).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from goaldriven import checkpointing, workdir_lock
+from goaldriven import atomic_write, checkpointing, workdir_lock
 from goaldriven.neural_fits.data.ost_data import load_ost_data
-from goaldriven.neural_fits.pipeline import ost_fit, ost_report
+from goaldriven.neural_fits.pipeline import fit_workdir, ost_fit, ost_report
 from goaldriven.neural_fits.pipeline.extraction import extract_features
 from goaldriven.neural_fits.pipeline.stimuli import Presentation, StimulusTransform
 
@@ -41,6 +44,7 @@ class CheckpointOST:
     paths: list[str]
     features_path: str
     checkpoint: str
+    fit_dir: str  # the workdir, or fit.N/ beside an earlier fit (neural or OST) with other options
 
 
 def fit_checkpoint_ost(
@@ -95,9 +99,29 @@ def fit_checkpoint_ost(
             log=log,
         )
         try:
+            options = fit_workdir.fit_options(
+                features_key=str(store.attrs["cache_key"]),
+                recordings=data,
+                recordings_path=data_path,
+                simulate=None,
+                config=config,
+            )
+            options["ost_targets"] = _targets_digest(targets)
+            fit_dir = fit_workdir.claim(workdir, options, log)
+            for name in ost_report.FILES:
+                for leftover in atomic_write.leftovers(os.path.join(fit_dir, name)):
+                    log(f"note: removing {leftover}, left by an interrupted write of {name}")
+                    os.remove(leftover)
             fit = ost_fit.fit_ost(store, data, targets, config, log=log)
             features_path = store.path
         finally:
             store.close()
-        paths = ost_report.write_all(fit, workdir, config)
-    return CheckpointOST(fit, paths, features_path, prefix)
+        paths = ost_report.write_all(fit, fit_dir, config)
+    return CheckpointOST(fit, paths, features_path, prefix, fit_dir)
+
+
+def _targets_digest(targets) -> str:
+    digest = hashlib.sha256(targets.bin_times.encode())
+    for array in (targets.behavioral_dprime, targets.it_ost_ms, targets.it_dprime_defined.astype(np.float64)):
+        digest.update(np.ascontiguousarray(array, np.float64).tobytes())
+    return digest.hexdigest()
