@@ -7,6 +7,7 @@ Usage:
   goaldriven-fit --gin_file=gin/experiments/imagenet64__streamnet_dual.gin --fit_gin=gin/fits/mouse_neuropixels.gin \
       --checkpoint=/tmp/streamnet_dual --neural_data=allen_neuropixels.h5 --workdir=/tmp/streamnet_dual_fit
   goaldriven-fit ... --mouse=calcium --trained_on=cifar10 ...     (Chapter 3 defaults from plain flags, no fits gin)
+  goaldriven-fit ... --ost --neural_data=kar2019_ost.h5 --workdir=/tmp/ost   (object solution times, ch2 Section 9)
 
 Chapter 3 fits (--fit_gin=gin/fits/mouse_*.gin, or --mouse=neuropixels|calcium): the options of
 goaldriven.neural_fits.pipeline.mouse_tables.Chapter3Fit (PLS-25 per target animal, train fraction 0.5, 10 splits,
@@ -40,7 +41,7 @@ import gin
 from goaldriven import cli_config, distribute, workdir_lock
 from goaldriven.neural_fits.data.neural_data import load_neural_data
 from goaldriven.neural_fits.mappings import MAPPINGS
-from goaldriven.neural_fits.pipeline import mouse_fit, mouse_tables
+from goaldriven.neural_fits.pipeline import mouse_fit, mouse_tables, ost_checkpoint, ost_fit
 from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
 from goaldriven.neural_fits.pipeline.simulate_from_model import SimulateSpec
@@ -95,6 +96,57 @@ _TRAINED_ON = flags.DEFINE_enum(
 )
 _COMPARE = flags.DEFINE_bool("compare_mappings", False, "Chapter 3: also Fig. 3.1 (PLS, Ridge, One-to-One, RSA).")
 _OVERRIDES = ("n_splits", "n_boot", "train_fraction", "seed", "spearman_brown", "per_animal")
+
+
+# Object solution times (spec ch2 Section 9; docs/decisions/neural_fits.md): --ost with --neural_data=<OST file>.
+# --n_splits, --n_boot and --seed also apply (decoder splits; the PLS-25 IT-preferred layer selection).
+_OST = flags.DEFINE_bool("ost", False, "Object solution times (ch2 Section 9): --neural_data is an OST file.")
+_OST_LAYERS = flags.DEFINE_list("ost_layers", [], "IT-preferred layers in hierarchy order (default: from V4/IT data).")
+_OST_MAPPINGS = flags.DEFINE_list("ost_mappings", ["uniform", "graded"], "Feedforward layer-to-time mappings.")
+_OST_PLS = flags.DEFINE_bool("ost_pls", True, "Also the PLS-OST variants (PLS-100 to IT per time bin).")
+_OST_TRAIN = flags.DEFINE_integer("ost_train_per_class", 100, "Decoder training images per object and split.")
+_OST_PCA = flags.DEFINE_integer("ost_pca", 1000, "PCA components before the linear SVM (C = 5e4).")
+
+
+def _ost_main() -> None:
+    """goaldriven-fit --ost: ost_checkpoint.fit_checkpoint_ost with the flags' options; errors in one line."""
+    if not _NEURAL_DATA.value or _SIMULATE.value:
+        cli_config.fail(PROG, "--ost reads --neural_data=<OST file.h5> (docs/neural_data_format.md); not --simulate.")
+    try:
+        config = ost_fit.OSTFitConfig(
+            layers=tuple(_OST_LAYERS.value) or None,
+            mappings=tuple(_OST_MAPPINGS.value),
+            pls=_OST_PLS.value,
+            n_splits=_SPLITS.value,
+            n_train_per_class=_OST_TRAIN.value,
+            pca_components=_OST_PCA.value,
+            selection_splits=_SPLITS.value,
+            selection_boot=_BOOT.value,
+            seed=_SEED.value,
+        )
+    except ValueError as e:
+        cli_config.fail(PROG, " ".join(str(e).split()))
+    cli_config.parse_gin(PROG, _FLAGS.gin_file.value, _FLAGS.gin_bindings.value)
+    workdir = _FLAGS.workdir.value
+    try:
+        run = ost_checkpoint.fit_checkpoint_ost(
+            _FLAGS.checkpoint.value,
+            workdir=workdir,
+            task=cli_config.configured_task(),
+            data_path=_NEURAL_DATA.value,
+            config=config,
+            presentation=Presentation(times=_TIMES.value, image_on=_IMAGE_ON.value),
+            strategy=distribute.get_strategy(_FLAGS.strategy.value, tpu=_FLAGS.tpu.value),
+            global_batch_size=_FLAGS.global_batch_size.value,
+            features_dtype=_FLAGS.features_dtype.value,
+            allow_external_stimuli=_EXTERNAL_STIMULI.value,
+            log=lambda line: print(line, flush=True),
+        )
+    except (cli_config.ConfigError, workdir_lock.WorkdirBusyError) as e:
+        cli_config.fail(PROG, str(e))
+    except (ValueError, ImportError, OSError) as e:  # NeuralDataError is a ValueError
+        cli_config.fail_on_error(PROG, e, workdir)
+    print("wrote " + ", ".join(run.paths), flush=True)
 
 
 def _options(items: list[str]) -> dict:
@@ -184,6 +236,8 @@ def main(argv: list[str]) -> None:
     for flag, value in (("workdir", _FLAGS.workdir.value), ("checkpoint", _FLAGS.checkpoint.value)):
         if not value:
             cli_config.fail(PROG, f"--{flag} is required (see --help).")
+    if _OST.value:  # object solution times: their own pipeline and reports
+        return _ost_main()
     if bool(_NEURAL_DATA.value) == bool(_SIMULATE.value):
         cli_config.fail(PROG, "pass exactly one of --neural_data=<file.h5> or --simulate=area=layer,...")
     try:  # The options first: a bad one fails at once, before TensorFlow restores or extracts anything.

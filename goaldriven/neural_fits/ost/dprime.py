@@ -19,7 +19,8 @@ counts as FAR = 0.5 (no preference).
 
 Decoder per split (spec 9.4): centre on the training images, PCA to min(pca_components, n_train, p) components fit on
 the training images only (eigendecomposition of the smaller of the Gram / covariance matrices; components with
-negligible variance are dropped, which changes nothing for a linear decoder), then a linear SVM with C = 5e4.
+negligible variance are dropped, which changes nothing for a linear decoder; features constant over the training
+images leave none, and every class then gets the same probability, d' = 0), then a linear SVM with C = 5e4.
 A-14 decision: `LinearSVC(C)` (one-vs-rest, squared hinge, liblinear) with a softmax over its decision values whose
 temperature is fit by 5-fold stratified cross-validation on the training images
 (`CalibratedClassifierCV(method="temperature", ensemble=False)`). This is the "softmax over decision values" option
@@ -202,6 +203,9 @@ def decode_dprime(
             )
         n_comp = min(pca_components, train.size, x.shape[1])
         z_train, z_test = pca_fit_transform(x[train], x[test], n_comp)
-        probs = _fit_predict_proba(z_train, codes[train], z_test, svm_c, seed, calibration_folds)
+        if z_train.shape[1] == 0:  # features constant over the training images (e.g. a model after image off)
+            probs = np.ones((test.size, classes.size))  # no information: equal probabilities, d' = 0
+        else:
+            probs = _fit_predict_proba(z_train, codes[train], z_test, svm_c, seed, calibration_folds)
         out[s, test] = image_dprime(probs, codes[test], clip=clip)
     return out
