@@ -47,7 +47,7 @@ def _grid_map(xy, spacing, orientation, phase):
 def _fields(xy, rng, box):
     out = np.zeros(xy.shape[:-1])
     for _ in range(rng.integers(1, 4)):
-        centre, width = rng.uniform(-box / 2, box / 2, 2), rng.uniform(0.08, 0.2)
+        centre, width = rng.uniform(-box / 2, box / 2, xy.shape[-1]), rng.uniform(0.08, 0.2)
         out += rng.uniform(4, 10) * np.exp(-((xy - centre) ** 2).sum(-1) / (2 * width**2))
     return out
 
