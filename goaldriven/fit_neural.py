@@ -102,8 +102,9 @@ _TRAINED_ON = flags.DEFINE_enum(
 )
 _COMPARE = flags.DEFINE_bool("compare_mappings", False, "Chapter 3: also Fig. 3.1 (PLS, Ridge, One-to-One, RSA).")
 _OVERRIDES = ("n_splits", "n_boot", "train_fraction", "seed", "spearman_brown", "per_animal")
-# Chapter 4 (MEC rate maps, docs/mec_fits.md): --n_splits, --n_boot, --train_fraction, --seed, --spearman_brown and
-# --layers given on the command line override goaldriven.neural_fits.mec.fit.MECFit's thesis defaults.
+# Chapter 4 (MEC rate maps, docs/mec_fits.md): --n_splits, --n_boot, --train_fraction, --seed, --spearman_brown,
+# --inter_animal_mode and --layers given on the command line override goaldriven.neural_fits.mec.fit.MECFit's defaults.
+_MEC_OVERRIDES = ("n_splits", "n_boot", "train_fraction", "seed", "spearman_brown", "inter_animal_mode")
 _MEC_DATA = flags.DEFINE_string("mec_data", None, "Chapter 4: MEC rate-map file (.h5) to fit the path integrator to.")
 _MEC_ENV = flags.DEFINE_string("mec_environment", None, "Chapter 4: environment of --mec_data (default: the only one).")
 _MEC_TRANSFORM = flags.DEFINE_enum(
@@ -122,7 +123,7 @@ def _run_mec(workdir: str, log) -> None:
     if _NEURAL_DATA.value or _SIMULATE.value or _MOUSE.value or _FIT_GIN.value:
         cli_config.fail(PROG, "--mec_data is a fit of its own; drop --neural_data, --simulate, --mouse and --fit_gin.")
     try:
-        changes = {n: flags.FLAGS[n].value for n in _OVERRIDES if n != "per_animal" and flags.FLAGS[n].present}
+        changes = {n: flags.FLAGS[n].value for n in _MEC_OVERRIDES if flags.FLAGS[n].present}
         spec = mec_fit.MECFit(
             transform=_MEC_TRANSFORM.value,
             consistency_transforms=tuple(_MEC_COMPARE.value),

@@ -128,17 +128,35 @@ def _check_2d(env: Environment) -> None:
 
 
 def consistency_2d(
-    env: Environment, make_mapper: Callable, train_fraction: float = 0.2, n_splits: int = 10, seed: int = 0
+    env: Environment,
+    make_mapper: Callable,
+    train_fraction: float = 0.2,
+    n_splits: int = 10,
+    seed: int = 0,
+    mode: str = "pooled",
 ) -> MECScores:
-    """Eq. 4.3: inter-animal consistency of every cell of a box environment, pooled source (module docstring)."""
+    """Eq. 4.3: inter-animal consistency of every cell of a box environment (module docstring). mode="pooled" (the
+    thesis): one source of all other animals' cells; "pairwise" (Fig. 4.12 control): each other recording is a source
+    on its own and a cell's values are averaged over the sources (no hyperparameters are then reported)."""
     _check_2d(env)
+    if mode not in ("pooled", "pairwise"):
+        raise ValueError(f'mode must be "pooled" or "pairwise"; received {mode!r}.')
     per_target = {}
     for target, rec in env.recordings.items():
         y = _flat(rec.rate_maps)
-        x = np.concatenate([_flat(env.recordings[s].rate_maps) for s in _sources(env, target)], axis=1)
-        valid = _valid(x, y)
-        splits = _splits(valid, train_fraction, n_splits, seed, f"target {target!r}")
-        per_target[target] = _fit_splits(make_mapper, x[valid], y[valid], splits)
+        sources = _sources(env, target)
+        groups = [sources] if mode == "pooled" else [[s] for s in sources]
+        runs = []
+        for group in groups:
+            x = np.concatenate([_flat(env.recordings[s].rate_maps) for s in group], axis=1)
+            valid = _valid(x, y)
+            splits = _splits(valid, train_fraction, n_splits, seed, f"target {target!r}, sources {group}")
+            runs.append(_fit_splits(make_mapper, x[valid], y[valid], splits))
+        if mode == "pooled":
+            per_target[target] = runs[0]
+        else:
+            r = _nanmean(np.stack([run["r"] for run in runs]), axis=0)
+            per_target[target] = {"r": r, **{k: np.full_like(r, np.nan) for k in ("alpha", "l1_ratio", "n_used")}}
     return _collect(env, per_target)
 
 

@@ -41,6 +41,8 @@ class MECFit:
       train_fraction, n_splits: bins fitted per split (thesis 0.2) and splits (10).
       n_boot: split halves of the trials (1-D only; thesis 100). spearman_brown: SB on both 1-D denominator terms.
       seed: seed of the splits and halves. grid_method: "mean" (thesis) or "minmax" grid score.
+      inter_animal_mode: 2-D source, "pooled" (thesis) or "pairwise" (Fig. 4.12 control); 1-D is always pairwise over
+        the source maps.
     """
 
     transform: str = "elasticnet_cv"
@@ -52,10 +54,13 @@ class MECFit:
     seed: int = 0
     spearman_brown: bool = True
     grid_method: str = "mean"
+    inter_animal_mode: str = "pooled"
 
     def __post_init__(self):
         for name in (self.transform, *self.consistency_transforms):
             transforms.make(name, grid=self.grid)  # raises naming the choices
+        if self.inter_animal_mode not in ("pooled", "pairwise"):
+            raise ValueError(f'inter_animal_mode must be "pooled" or "pairwise"; received {self.inter_animal_mode!r}.')
         if not 0 < self.train_fraction < 1 or self.n_splits < 1 or self.n_boot < 1:
             raise ValueError(
                 f"need 0 < train_fraction < 1, n_splits >= 1 and n_boot >= 1; received {self.train_fraction}, "
@@ -75,7 +80,9 @@ class MECResult:
 def _inter_animal(env: Environment, name: str, spec: MECFit):
     make = transforms.factory(name, spec.grid)
     if env.kind == "box":
-        return consistency.consistency_2d(env, make, spec.train_fraction, spec.n_splits, spec.seed)
+        return consistency.consistency_2d(
+            env, make, spec.train_fraction, spec.n_splits, spec.seed, spec.inter_animal_mode
+        )
     return consistency.consistency_1d(
         env, make, spec.train_fraction, spec.n_splits, spec.n_boot, spec.seed, spec.spearman_brown
     )
@@ -103,17 +110,17 @@ def fit_environment(
 ) -> MECResult:
     """Runs the fit; `model_maps` {layer: (p, bins...)} model rate maps on the environment's bins (None: data only)."""
     tanh = env.kind == "track"
+    label = " (tanh)" if tanh else ""
     names = list(dict.fromkeys((*spec.consistency_transforms, spec.transform)))
     iac = {}
     for name in names:
         iac[name] = _inter_animal(env, name, spec)
-        log(f"mec: inter-animal consistency ({name}): median {iac[name].summary(tanh)['median']:.3f}")
+        log(f"mec: inter-animal consistency ({name}): median{label} {iac[name].summary(tanh)['median']:.3f}")
     pred = {}
     for layer, maps in (model_maps or {}).items():
         pred[layer] = _predictivity(maps, env, spec)
-        log(
-            f"mec: model predictivity of layer {layer} ({spec.transform}): median {pred[layer].summary(tanh)['median']:.3f}"
-        )
+        median = pred[layer].summary(tanh)["median"]
+        log(f"mec: model predictivity of layer {layer} ({spec.transform}): median{label} {median:.3f}")
     summary = {
         "environment": env.name,
         "kind": env.kind,

@@ -49,6 +49,23 @@ def test_iac_2d_one_to_one_by_hand():
     np.testing.assert_allclose(scores.values, scores.per_split.mean(axis=0), atol=1e-12)
 
 
+def test_pairwise_iac_2d_averages_the_sources_by_hand():
+    rng = np.random.default_rng(7)
+    maps = {name: rng.random((1, 4, 4)) for name in "ABC"}
+    recs = {name: Recording(name, np.array([name.lower()]), rate_maps=m) for name, m in maps.items()}
+    env = Environment("box", "box", (0.2, 0.2), recs).check()
+    scores = consistency.consistency_2d(env, transforms.factory("one_to_one"), 0.5, 3, seed=1, mode="pairwise")
+    flat = {name: m.reshape(-1) for name, m in maps.items()}
+    for value, target in zip(scores.values, "ABC"):
+        per_source = [
+            np.mean([_r(flat[s][test], flat[target][test]) for _, test in stimulus_splits(16, 0.5, 3, 1)])
+            for s in "ABC"
+            if s != target
+        ]
+        assert value == pytest.approx(np.mean(per_source), abs=1e-12)
+    assert scores.alpha is None
+
+
 def test_predictivity_2d_ridge_by_hand():
     rng = np.random.default_rng(1)
     env = _box(rng)
