@@ -7,7 +7,8 @@ inter-animal consistency, model predictivity, grid / border score distributions 
     consistency.py      eq. 4.1-4.4: 1-D (repeated trials, maps) and 2-D (pooled source) estimators
     score_distributions.py  grid / border scores of rate maps and the two-sample KS distance
     model_ratemaps.py   rate maps of a path integrator on seeded trajectories in the recorded box
-    fit.py              the Chapter 4 fit of one environment and its report files (goaldriven-fit --mec_data)
+    fit.py              the Chapter 4 fit of one environment and its report files
+    fit_checkpoint.py   a path-integrator checkpoint against one environment (goaldriven-fit --mec_data)
     plots.py            Fig. 4.1-style figures
     walkthrough.py      simulated grid, border and place-like cells with known tuning
 

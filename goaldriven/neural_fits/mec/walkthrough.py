@@ -8,7 +8,7 @@ Reference: thesis Sections 4.3, 4.8 (spec ch3_ch4 B1-B4). Nothing is downloaded:
           quarter border cells (exponential decay from one wall, 5 cm), the rest place-like cells (1-3 Gaussian
           fields); observed map = true map + Gaussian noise of s.d. noise x (per-animal factor in [0.7, 1.3]) x the
           map's s.d., and 2% of the bins of each animal left unvisited (NaN)
-  track   sessions x cells on a 2 m track (5 cm bins, 40), two maps per session (every cell remaps: a new place-like
+  track   sessions x cells on a 4 m track (5 cm bins, 80), two maps per session (every cell remaps: a new place-like
           tuning), 10 trials per map, trial noise s.d. noise x the tuning's s.d.
   models  "true_tuning": the noise-free tuning curves of every simulated cell (and map) as model units, so each cell
           is one of the features: its predictivity must reach its noise ceiling (box: Corr(true, observed); track:
@@ -90,7 +90,7 @@ def simulate_box(n_animals=4, cells_per_animal=12, box=1.0, bin_size=0.05, noise
     return env.check(), np.concatenate(truth), np.array(ceilings)
 
 
-def simulate_track(n_sessions=3, cells=8, length=2.0, bin_size=0.05, n_maps=2, trials_per_map=10, noise=0.5, seed=0):
+def simulate_track(n_sessions=3, cells=8, length=4.0, bin_size=0.05, n_maps=2, trials_per_map=10, noise=0.5, seed=0):
     """(Environment, true tuning (U * M, n) of every cell and map, expected eq. 4.2 values (U,) of a perfect model)."""
     rng = np.random.default_rng(seed)
     n = int(round(length / bin_size))

@@ -157,3 +157,19 @@ def test_estimators_refuse_the_wrong_geometry():
         consistency.consistency_2d(lonely, transforms.factory("ridge"))
     with pytest.raises(ValueError, match="unknown MEC transform 'lars'"):
         transforms.factory("lars")
+
+
+def test_1d_fits_label_every_map_column_with_its_cell():
+    rng = np.random.default_rng(8)
+    trials = rng.random((3, 7, 12))  # 3 cells, 7 trials: maps 0 (3 trials), 2 (4 trials); no map 1
+    rec = Recording("m", np.array(["a", "b", "c"]), trials=trials, trial_maps=np.array([0, 2, 0, 2, 0, 2, 2]))
+    env = Environment("t", "track", (0.6,), {"s": rec}).check()
+    seen = []
+
+    def make(groups=None):
+        seen.append(groups)
+        return transforms.make("elasticnet_cv", groups=groups, grid="short")
+
+    scores = consistency.predictivity_1d(rng.random((4, 12)), env, make, 0.5, 1, n_boot=2, seed=0)
+    assert len(seen) == 4 and all(g.tolist() == [0, 1, 2, 0, 1, 2] for g in seen)  # 2 bootstraps x 2 halves
+    assert scores.values.shape == (3,) and scores.per_split.shape == (1, 3)
