@@ -102,6 +102,8 @@ def _summary(scores, tanh: bool) -> dict:
     if scores.alpha is not None:
         out["median_alpha"] = float(np.nanmedian(scores.alpha))
         out["median_l1_ratio"] = float(np.nanmedian(scores.l1_ratio))
+    if scores.n_used is not None:  # source units with a non-zero weight (Fig. 4.1e: fewer for grid cells)
+        out["median_n_source_units"] = float(np.nanmedian(scores.n_used))
     return out
 
 

@@ -20,7 +20,6 @@ Errors are MECDataError (a ValueError) in one line naming the environment, recor
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import h5py
 import numpy as np
@@ -57,14 +56,6 @@ class Recording:
     def map_trials(self, m: int) -> np.ndarray:
         """(n, u, r_m) trials of map m of a track recording (bins first, as the estimators take them)."""
         return np.transpose(self.trials[:, self.trial_maps == m, :], (2, 0, 1)).astype(np.float64)
-
-    def mean_maps(self) -> np.ndarray:
-        """(u, bins...) trial-averaged rate maps: `rate_maps` of a box; for a track the mean over all trials."""
-        if self.rate_maps is not None:
-            return np.asarray(self.rate_maps, dtype=np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: bins no trial visited
-            return np.nanmean(np.asarray(self.trials, dtype=np.float64), axis=1)
 
 
 @dataclasses.dataclass

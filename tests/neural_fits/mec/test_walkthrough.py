@@ -20,6 +20,8 @@ def test_box_true_tuning_reaches_its_ceiling_and_shuffled_scores_zero(tmp_path):
         summary = json.load(f)
     assert summary["best_layer"] == "true_tuning" and summary["cell_types"]["grid"] >= 1
     assert summary["ks"]["grid"]["ks"] >= 0 and "t" in summary["grid_vs_heterogeneous"]
+    assert summary["inter_animal"]["ridge"]["median_n_source_units"] == 16  # pooled: 2 other animals x 8 cells
+    assert "median_n_source_units" not in summary["inter_animal"]["one_to_one"]
     for name in ("fig4_1.png", "score_distributions.png", "mec_units.csv", "mec_rate_maps.h5", "walkthrough.json"):
         assert os.path.getsize(tmp_path / name) > 0
 
