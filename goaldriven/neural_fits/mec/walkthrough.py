@@ -15,7 +15,8 @@ Reference: thesis Sections 4.3, 4.8 (spec ch3_ch4 B1-B4). Nothing is downloaded:
           the 1.0 of eq. 4.2 up to the Spearman-Brown factor sqrt((1 + rho_half) / 2)); "shuffled": the same units with
           the bins permuted, which must score near 0
 
-  python -m goaldriven.neural_fits.mec.walkthrough --workdir=/tmp/mec_walkthrough [--kind=track] [--grid=short]
+  python -m goaldriven.neural_fits.mec.walkthrough --workdir=/tmp/mec_walkthrough [--kind=track] [--grid=full]
+      [--compare=one_to_one,ridge,elasticnet_cv] [--n_splits=10] [--n_boot=20]
 
 writes mec_rate_maps.h5, the fit's report (fit.write_report) and walkthrough.json (ceilings and ratios).
 """
@@ -30,6 +31,7 @@ import time
 import numpy as np
 
 from goaldriven.neural_fits.mec import fit as fit_lib
+from goaldriven.neural_fits.mec import transforms
 from goaldriven.neural_fits.mec.ratemap_file import Environment, Recording, write_ratemaps
 
 # u: cells, h/w: box bins, n: track bins, r: trials, m: maps
@@ -154,8 +156,10 @@ def main() -> None:
     parser.add_argument("--grid", choices=("short", "full"), default="short")
     parser.add_argument("--n_splits", type=int, default=10)
     parser.add_argument("--n_boot", type=int, default=20)
+    parser.add_argument("--compare", default=",".join(transforms.TRANSFORMS), help="transforms of Fig. 4.1a")
     args = parser.parse_args()
-    spec = fit_lib.MECFit(grid=args.grid, n_splits=args.n_splits, n_boot=args.n_boot)
+    compare = tuple(name for name in args.compare.split(",") if name)
+    spec = fit_lib.MECFit(grid=args.grid, n_splits=args.n_splits, n_boot=args.n_boot, consistency_transforms=compare)
     run(args.workdir, args.kind, spec)
 
 

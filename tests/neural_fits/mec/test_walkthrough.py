@@ -4,8 +4,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from goaldriven.neural_fits.mec import fit, walkthrough
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # ElasticNet-CV's tiny alphas
 
 
 def test_box_true_tuning_reaches_its_ceiling_and_shuffled_scores_zero(tmp_path):
