@@ -139,7 +139,7 @@ def run(workdir: str, kind: str = "box", spec: fit_lib.MECFit | None = None, log
         "median_true_tuning": float(np.nanmedian(pred["true_tuning"])),
         "median_true_tuning_over_ceiling": float(np.nanmedian(pred["true_tuning"] / ceiling)),
         "median_shuffled": float(np.nanmedian(pred["shuffled"])),
-        "median_inter_animal": result.summary["inter_animal"][spec.transform]["median"],
+        "median_inter_animal": float(np.nanmedian(result.consistency[spec.transform].values)),  # no tanh here
         "seconds": time.time() - began,
         "files": paths,
     }
