@@ -8,6 +8,8 @@ Usage:
       --checkpoint=/tmp/streamnet_dual --neural_data=allen_neuropixels.h5 --workdir=/tmp/streamnet_dual_fit
   goaldriven-fit ... --mouse=calcium --trained_on=cifar10 ...     (Chapter 3 defaults from plain flags, no fits gin)
   goaldriven-fit ... --ost --neural_data=kar2019_ost.h5 --workdir=/tmp/ost   (object solution times, ch2 Section 9)
+  goaldriven-fit --gin_file=gin/experiments/path_integration__quick.gin --checkpoint=/tmp/goaldriven_quick \
+      --mec_data=mec_rate_maps.h5 --mec_environment=box100 --workdir=/tmp/quick_mec   (Chapter 4, docs/mec_fits.md)
 
 Chapter 3 fits (--fit_gin=gin/fits/mouse_*.gin, or --mouse=neuropixels|calcium): the options of
 goaldriven.neural_fits.pipeline.mouse_tables.Chapter3Fit (PLS-25 per target animal, train fraction 0.5, 10 splits,
@@ -41,6 +43,11 @@ import gin
 from goaldriven import cli_config, distribute, workdir_lock
 from goaldriven.neural_fits.data.neural_data import load_neural_data
 from goaldriven.neural_fits.mappings import MAPPINGS
+from goaldriven.neural_fits.mec import fit as mec_fit
+from goaldriven.neural_fits.mec import fit_checkpoint as mec_checkpoint
+from goaldriven.neural_fits.mec import model_ratemaps as mec_ratemaps
+from goaldriven.neural_fits.mec import ratemap_file as mec_file
+from goaldriven.neural_fits.mec import transforms as mec_transforms
 from goaldriven.neural_fits.pipeline import mouse_fit, mouse_tables, ost_checkpoint, ost_fit
 from goaldriven.neural_fits.pipeline.fit_checkpoint import fit_checkpoint
 from goaldriven.neural_fits.pipeline.fitting import NOISE_CORRECTIONS, TEMPORAL_MODES, FitConfig
@@ -96,6 +103,57 @@ _TRAINED_ON = flags.DEFINE_enum(
 )
 _COMPARE = flags.DEFINE_bool("compare_mappings", False, "Chapter 3: also Fig. 3.1 (PLS, Ridge, One-to-One, RSA).")
 _OVERRIDES = ("n_splits", "n_boot", "train_fraction", "seed", "spearman_brown", "per_animal")
+# Chapter 4 (MEC rate maps, docs/mec_fits.md): --n_splits, --n_boot, --train_fraction, --seed, --spearman_brown,
+# --inter_animal_mode and --layers given on the command line override goaldriven.neural_fits.mec.fit.MECFit's defaults.
+_MEC_OVERRIDES = ("n_splits", "n_boot", "train_fraction", "seed", "spearman_brown", "inter_animal_mode")
+_MEC_DATA = flags.DEFINE_string("mec_data", None, "Chapter 4: MEC rate-map file (.h5) to fit the path integrator to.")
+_MEC_ENV = flags.DEFINE_string("mec_environment", None, "Chapter 4: environment of --mec_data (default: the only one).")
+_MEC_TRANSFORM = flags.DEFINE_enum(
+    "mec_transform", "elasticnet_cv", list(mec_transforms.TRANSFORMS), "Chapter 4: model -> cell transform."
+)
+_MEC_COMPARE = flags.DEFINE_list(
+    "mec_compare", list(mec_transforms.TRANSFORMS), "Chapter 4: transforms of the inter-animal comparison (Fig. 4.1a)."
+)
+_MEC_GRID = flags.DEFINE_enum("mec_grid", "full", ["full", "short"], "Chapter 4: ElasticNet-CV grid (99x100 or 9x10).")
+_MEC_BATCHES = flags.DEFINE_integer("mec_batches", 100, "Chapter 4: trajectory batches for the model rate maps.")
+_MEC_BATCH_SIZE = flags.DEFINE_integer("mec_batch_size", 200, "Chapter 4: trajectories per batch (seeded, T from gin).")
+
+
+def _run_mec(workdir: str, log) -> None:
+    """goaldriven-fit --mec_data: the path integrator's rate maps against recorded MEC rate maps (Chapter 4)."""
+    if _NEURAL_DATA.value or _SIMULATE.value or _MOUSE.value or _FIT_GIN.value:
+        cli_config.fail(PROG, "--mec_data is a fit of its own; drop --neural_data, --simulate, --mouse and --fit_gin.")
+    try:
+        changes = {n: flags.FLAGS[n].value for n in _MEC_OVERRIDES if flags.FLAGS[n].present}
+        spec = mec_fit.MECFit(
+            transform=_MEC_TRANSFORM.value,
+            consistency_transforms=tuple(_MEC_COMPARE.value),
+            grid=_MEC_GRID.value,
+            **changes,
+        )
+        protocol = mec_ratemaps.RateMapProtocol(batches=_MEC_BATCHES.value, global_batch_size=_MEC_BATCH_SIZE.value)
+        env = mec_file.select_environment(mec_file.read_ratemaps(_MEC_DATA.value), _MEC_ENV.value)
+    except ValueError as e:
+        cli_config.fail(PROG, " ".join(str(e).split()))
+    cli_config.parse_gin(PROG, _FLAGS.gin_file.value, _FLAGS.gin_bindings.value)
+    try:
+        result, paths = mec_checkpoint.fit_path_integrator(
+            _FLAGS.checkpoint.value,
+            task=cli_config.configured_task(),
+            env=env,
+            workdir=workdir,
+            spec=spec,
+            layers=tuple(_LAYERS.value) or None,
+            protocol=protocol,
+            strategy=distribute.get_strategy(_FLAGS.strategy.value, tpu=_FLAGS.tpu.value),
+            log=log,
+        )
+    except (cli_config.ConfigError, workdir_lock.WorkdirBusyError) as e:
+        cli_config.fail(PROG, str(e))
+    except (ValueError, ImportError, OSError) as e:
+        cli_config.fail_on_error(PROG, e, workdir)
+    log(f"best layer: {result.summary.get('best_layer')}")
+    log("wrote " + ", ".join(paths))
 
 
 # Object solution times (spec ch2 Section 9; docs/decisions/neural_fits.md): --ost with --neural_data=<OST file>.
@@ -236,8 +294,12 @@ def main(argv: list[str]) -> None:
     for flag, value in (("workdir", _FLAGS.workdir.value), ("checkpoint", _FLAGS.checkpoint.value)):
         if not value:
             cli_config.fail(PROG, f"--{flag} is required (see --help).")
+    if _OST.value and _MEC_DATA.value:
+        cli_config.fail(PROG, "--ost and --mec_data are separate fits; pass one of them.")
     if _OST.value:  # object solution times: their own pipeline and reports
         return _ost_main()
+    if _MEC_DATA.value:  # Chapter 4: rate maps, not image stimuli
+        return _run_mec(_FLAGS.workdir.value, lambda line: print(line, flush=True))
     if bool(_NEURAL_DATA.value) == bool(_SIMULATE.value):
         cli_config.fail(PROG, "pass exactly one of --neural_data=<file.h5> or --simulate=area=layer,...")
     try:  # The options first: a bad one fails at once, before TensorFlow restores or extracts anything.

@@ -5,6 +5,7 @@
     metrics/    correlations, splits, split-half reliability, noise-corrected predictivity, inter-animal consistency
     ost/        object solution times (decoder d' and the OST per image)
     pipeline/   checkpoint -> features (FeatureStore and its views) -> fits -> report files; fit_checkpoint
+    mec/        Chapter 4: recorded and model MEC rate maps, fits on spatial bins, eq. 4.1-4.4, KS, Fig. 4.1
 
 Rate maps and grid / border scores of path integrators live in goaldriven.spatial.
 """

@@ -151,8 +151,8 @@ def _model_and_transform(task, model, input_spec, strategy):
         if input_spec is None:
             raise ValueError(
                 f"task {getattr(task, 'name', type(task).__name__)!r} has no input_spec (it takes no images); neural "
-                "fits present image stimuli. Path integrators are compared with recordings through their rate maps "
-                "(goaldriven.spatial.ratemaps and a mapping of goaldriven.neural_fits.mappings), not this pipeline."
+                "fits present image stimuli. Path integrators are compared with recorded MEC rate maps by "
+                "goaldriven-fit --mec_data=<rate maps .h5> (docs/mec_fits.md), not this pipeline."
             )
     elif input_spec is None:
         raise ValueError("a model needs its input_spec (goaldriven.tasks.base.InputSpec: image size, pixel mean/std).")
