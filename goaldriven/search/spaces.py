@@ -68,6 +68,11 @@ def _affine(trial: optuna.Trial, name: str, choices=AFFINES) -> tuple[int, bool]
     return trial.suggest_int(f"{name}_kernel", 1, 7), kind == "separable"
 
 
+# A search trial's budget (1-5 epochs) is shorter than the plateau rule's patience (5 evaluations; gin/schedules/
+# plateau.gin, included by the searched models' experiments): no drop could happen, so trials skip its evaluations.
+NO_PLATEAU = "PLATEAU_MAX_DROPS = 0"
+
+
 def rgc_space(trial: optuna.Trial, *, budget: bool = True) -> list[str]:
     """The Chapter 2 RGC space (spec ch2 4.9) for imagenet__rgc_intermediate.gin; one cell configuration shared by
     conv4-conv10 (as RGC Median) with a per-layer cell L2.
@@ -127,7 +132,7 @@ def rgc_space(trial: optuna.Trial, *, budget: bool = True) -> list[str]:
         f"GLOBAL_BATCH_SIZE = {trial.suggest_categorical('batch_size', [64, 128, 256])!r}",
         f"WEIGHT_DECAY = {trial.suggest_float('weight_decay', 1e-7, 1e-3, log=True)!r}",
     ]
-    return bindings + (["EPOCHS = 5", "IMAGE_SIZE = 128"] if budget else [])
+    return bindings + (["EPOCHS = 5", "IMAGE_SIZE = 128", NO_PLATEAU] if budget else [])
 
 
 # RGC Median (spec ch2 4.8, models/convrnn_zoo.py) as a point of `rgc_space`: enqueue it to start a search from it.
@@ -175,7 +180,7 @@ def lstm_space(trial: optuna.Trial, *, budget: bool = True) -> list[str]:
         f"CLIP_VALUE = {trial.suggest_float('clip_value', 0.3, 3.0, log=True)!r}",
         f"WEIGHT_DECAY = {trial.suggest_float('weight_decay', 1e-7, 1e-3, log=True)!r}",
     ]
-    return bindings + (["EPOCHS = 1", "IMAGE_SIZE = 128"] if budget else [])
+    return bindings + (["EPOCHS = 1", "IMAGE_SIZE = 128", NO_PLATEAU] if budget else [])
 
 
 # LSTM Opt (spec ch2 4.4, imagenet__lstm_shallow.gin) as a point of `lstm_space`.
