@@ -47,9 +47,26 @@ def _count(weights):
     return sum(int(np.prod(w.shape)) for w in weights)
 
 
+@pytest.fixture(scope="module")
+def built():
+    """The FAST ResNets (1000 classes), each built once for the read-only tests (counts, symbolic shapes): a key ->
+    model function. The deep ones are built afresh, not kept."""
+    models = {}
+
+    def get(key):
+        if key not in FAST:
+            return SHORTCUTS[key]()
+        if key not in models:
+            keras.utils.set_random_seed(0)
+            models[key] = SHORTCUTS[key]()
+        return models[key]
+
+    return get
+
+
 @pytest.mark.parametrize("key", ALL)
-def test_golden_parameter_counts(key):
-    model = SHORTCUTS[key]()
+def test_golden_parameter_counts(key, built):
+    model = built(key)
     assert (model.depth, model.version) == key
     assert _count(model.trainable_weights) == GOLDEN_TRAINABLE[key]
     assert _count(model.non_trainable_weights) == GOLDEN_NON_TRAINABLE[key]
@@ -71,8 +88,8 @@ def _expected_sizes(depth, version, image_size):
 
 
 @pytest.mark.parametrize("key", FAST)
-def test_feature_shapes_and_stride_placement(key):
-    model = resnets.ResNet(*key, num_classes=7)
+def test_feature_shapes_and_stride_placement(key, built):
+    model = built(key)  # 1000 classes
     expansion = 1 if key[0] < 50 else 4
     for image_size in (224, 64, 32):
         out = model(keras.KerasTensor((2, image_size, image_size, 3)))  # symbolic: shapes only
@@ -84,15 +101,15 @@ def test_feature_shapes_and_stride_placement(key):
             channels = 64 if name == "stem" else resnets.WIDTHS[stage - 1] * expansion
             assert tuple(out["features"][name].shape) == (2, size, size, channels), (image_size, name)
         assert tuple(out["features"]["pool"].shape) == (2, 512 * expansion)
-        assert tuple(out["logits"].shape) == (2, 7)
+        assert tuple(out["logits"].shape) == (2, 1000)
         assert out["logits"].dtype == "float32"
 
 
-def test_v1_and_v2_place_the_stride_differently():
+def test_v1_and_v2_place_the_stride_differently(built):
     """At 224 px: v1 halves at the entry of stages 2-4, v2 at the exit of stages 1-3 (spec 5.6 vs 5.7)."""
     sizes = {}
     for key in [(50, 1), (50, 2)]:
-        out = resnets.ResNet(*key, num_classes=3)(keras.KerasTensor((1, 224, 224, 3)))
+        out = built(key)(keras.KerasTensor((1, 224, 224, 3)))
         sizes[key] = {name: t.shape[1] for name, t in out["features"].items() if name != "pool"}
     assert [sizes[(50, 1)][f"stage{i}_block1"] for i in (1, 2, 3, 4)] == [56, 28, 14, 7]
     assert [sizes[(50, 2)][f"stage{i}_block1"] for i in (1, 2, 3, 4)] == [56, 28, 14, 7]
