@@ -185,12 +185,13 @@ def test_timedecay_with_zero_tau_equals_the_11_layer_basenet():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, segment", [("ugrnn_intermediate", 1), ("rgc_intermediate", 1), ("rgc_intermediate", 2)])
-def test_remat_gives_the_same_gradients(name, segment):
+@pytest.mark.parametrize(
+    "name, segments", [("ugrnn_intermediate", (1,)), ("rgc_intermediate", (1, 2))], ids=["ugrnn", "rgc"]
+)
+def test_remat_gives_the_same_gradients(name, segments):
+    """Every remat segment length against one plain model's gradients (computed once per model)."""
     kwargs = dict(num_classes=5, width_multiplier=1 / 16, image_size=16, unroll_length=13)
     plain = convrnn_zoo.build_convrnn(name, **kwargs)
-    remat = convrnn_zoo.build_convrnn(name, remat=segment, **kwargs)
-    remat.set_weights(plain.get_weights())
     images, labels = _images(0), tf.constant([1, 3])
 
     def grads(model):
@@ -199,8 +200,14 @@ def test_remat_gives_the_same_gradients(name, segment):
             loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
         return tape.gradient(loss, model.trainable_variables)
 
-    for g_plain, g_remat in zip(grads(plain), grads(remat)):
-        np.testing.assert_allclose(g_plain, g_remat, rtol=1e-4, atol=1e-6)
+    expected = grads(plain)
+    for segment in segments:
+        remat = convrnn_zoo.build_convrnn(name, remat=segment, **kwargs)
+        remat.set_weights(plain.get_weights())
+        got = grads(remat)
+        assert len(got) == len(expected)
+        for g_plain, g_remat in zip(expected, got):
+            np.testing.assert_allclose(g_plain, g_remat, rtol=1e-4, atol=1e-6, err_msg=f"remat={segment}")
 
 
 def test_bad_arguments_name_the_fix():

@@ -17,23 +17,38 @@ TABLE_3_4 = {
 }
 
 
+@pytest.fixture(scope="module")
+def built():
+    """The StreamNets at 64 px with their default head, each built once for the tests that only read them (shapes,
+    counts, initial kernels, a forward pass): a name -> model dict filled on first use."""
+    models = {}
+
+    def get(name):
+        if name not in models:
+            keras.utils.set_random_seed(0)
+            models[name] = zoo.build_model(name, image_size=64)
+        return models[name]
+
+    return get
+
+
 def _units(model, size) -> int:
     out = model(keras.KerasTensor((None, *size, 3)))
     return sum(int(np.prod(out["features"][name].shape[1:])) for name in model.neural_fit_layers)
 
 
 @pytest.mark.parametrize("name", sorted(TABLE_3_4))
-def test_table_3_4_parameters_and_units(name):
+def test_table_3_4_parameters_and_units(name, built):
     params, units_64, units_64x81 = TABLE_3_4[name]
-    model = zoo.build_model(name, image_size=64)
+    model = built(name)
     backbone = [w for w in model.trainable_weights if "/readout/" not in w.path]
     assert sum(int(np.prod(w.shape)) for w in backbone) == params
     assert _units(model, (64, 64)) == units_64
     assert _units(model, (64, 81)) == units_64x81
 
 
-def test_feature_names_and_sizes_at_64_and_64x81():
-    model = zoo.build_model("streamnet_six", image_size=64)
+def test_feature_names_and_sizes_at_64_and_64x81(built):
+    model = built("streamnet_six")
     streams = ("VISl", "VISrl", "VISal", "VISli", "VISpm", "VISpl")
     assert model.feature_names == ("VISp", *streams, "VISpor", "VISam", "pool")
     assert model.neural_fit_layers == ("VISp", *streams, "VISpor", "VISam")
@@ -44,7 +59,7 @@ def test_feature_names_and_sizes_at_64_and_64x81():
     assert tuple(out["pool"].shape[1:]) == (2 * 256 * 36,)
     wide = model(keras.KerasTensor((None, 64, 81, 3)))["features"]
     assert tuple(wide["VISp"].shape[1:3]) == (7, 9) and tuple(wide["VISpor"].shape[1:3]) == (3, 4)
-    single = zoo.build_model("streamnet_single", image_size=64)
+    single = built("streamnet_single")
     assert single.feature_names == ("VISp", "ventral", "VISpor", "pool")
 
 
@@ -159,16 +174,16 @@ def test_config_round_trip_and_learning_rule():
     assert type(aligned.readout).__name__ == "AlignedDense"
 
 
-def test_kernels_start_as_pytorch_defaults():
-    model = zoo.build_model("streamnet_dual", image_size=64)
+def test_kernels_start_as_pytorch_defaults(built):
+    model = built("streamnet_dual")
     kernel = model.encoder.convs[1][0].kernel.numpy()  # VISp -> ventral conv 5x5, 64 -> 192
     bound = 1.0 / np.sqrt(5 * 5 * 64)
     assert np.abs(kernel).max() <= bound and np.isclose(kernel.std(), bound / np.sqrt(3), rtol=0.02)
     assert np.all(model.encoder.convs[1][0].bias.numpy() == 0)
 
 
-def test_parallel_layers_start_from_independent_draws():
-    model = zoo.build_model("streamnet_dual", image_size=64)
+def test_parallel_layers_start_from_independent_draws(built):
+    model = built("streamnet_dual")
     ventral, dorsal = model.encoder.convs[1][0].kernel.numpy(), model.encoder.convs[2][0].kernel.numpy()
     assert not np.allclose(ventral, dorsal)
     out = model(np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32))["features"]

@@ -39,10 +39,19 @@ def _probe_task(checkpoint, hidden=8):
     return digits.DigitsTask(model_fn=model_fn, dataset=digits.DigitsData(image_size=SIZE))
 
 
-def test_only_the_readout_trains_and_the_frozen_network_is_restored_exactly(tmp_path):
-    _train_ssl(tmp_path / "ssl")
-    reader = tf.train.load_checkpoint(str(tmp_path / "ssl" / "checkpoints"))
-    probe_task = _probe_task(str(tmp_path / "ssl"))
+@pytest.fixture(scope="module")
+def ssl_workdir(tmp_path_factory):
+    """One 2-step SSL run shared by the tests below, which only read its checkpoint."""
+    keras.utils.set_random_seed(0)
+    workdir = tmp_path_factory.mktemp("ssl")
+    _train_ssl(workdir)
+    keras.backend.clear_session(free_memory=False)
+    return workdir
+
+
+def test_only_the_readout_trains_and_the_frozen_network_is_restored_exactly(ssl_workdir, tmp_path):
+    reader = tf.train.load_checkpoint(str(ssl_workdir / "checkpoints"))
+    probe_task = _probe_task(str(ssl_workdir))
     probe = probe_task.build_model()
     frozen = probe.frozen
     for i, variable in enumerate(frozen.variables):  # the SSL run's weights, BN statistics included
@@ -54,7 +63,7 @@ def test_only_the_readout_trains_and_the_frozen_network_is_restored_exactly(tmp_
                       train_steps=3, global_batch_size=8, learning_rate=0.1, optimizer=keras.optimizers.SGD,
                       steps_per_loop=3, checkpoint_every=100, log=lambda _: None)  # fmt: skip
     assert 0.0 < result["eval"]["top1"] <= 1.0
-    restored = _probe_task(str(tmp_path / "ssl")).build_model()
+    restored = _probe_task(str(ssl_workdir)).build_model()
     tf.train.Checkpoint(model_variables=list(restored.variables)).restore(
         tf.train.latest_checkpoint(str(tmp_path / "probe" / "checkpoints"))
     ).expect_partial()
@@ -63,10 +72,9 @@ def test_only_the_readout_trains_and_the_frozen_network_is_restored_exactly(tmp_
     assert np.abs(restored.readout.kernel.numpy()).max() > 0  # the readout (initialised at 0) trained
 
 
-def test_a_mismatched_model_is_refused_and_none_is_the_untrained_control(tmp_path):
-    _train_ssl(tmp_path / "ssl")
+def test_a_mismatched_model_is_refused_and_none_is_the_untrained_control(ssl_workdir):
     with pytest.raises(ValueError, match="does not match the model"):
-        _probe_task(str(tmp_path / "ssl"), hidden=16).build_model()
+        _probe_task(str(ssl_workdir), hidden=16).build_model()
     untrained = _probe_task(None).build_model()
     assert isinstance(untrained, linear_eval.LinearProbe)
     with pytest.raises(ValueError, match="num_classes"):
