@@ -1,8 +1,6 @@
 """The observables recorder in real tiny training runs through goaldriven.tasks.loop.run: recorded epochs, values
 against NumPy on the initial model, identical output after SIGTERM-resume, MirroredStrategy = one device."""
 
-import os
-import signal
 import threading
 
 import keras
@@ -10,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from goaldriven import hooks, runtime
+from goaldriven import runtime
 from goaldriven.observables import recorder, storage
 from goaldriven.observables import statistics as stats
 from goaldriven.tasks import base, loop
-from tests import strategies
+from tests import loop_testing, strategies
 
 N_EVAL, BATCH = 10, 4
 
@@ -65,18 +63,6 @@ class EvalData:
         weight = (np.arange(total) < N_EVAL).astype(np.float32)
         dataset = tf.data.Dataset.from_tensor_slices({"images": images, "weight": weight}).batch(per_replica)
         return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-
-
-class SigtermAt(hooks.LoopHook):
-    def __init__(self, step):
-        self.step = step
-
-    def next_stop(self, step):
-        return self.step if step < self.step else None
-
-    def on_loop_end(self, state, step):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _recorder(**kwargs):
@@ -165,7 +151,7 @@ def test_sigterm_resume_gives_a_byte_identical_table(tmp_path):
     common = dict(perturbations=PERTURBATIONS)
     _run(tmp_path / "straight", steps=8, **common)
     split = tmp_path / "split"
-    stopped = _run(split, steps=8, extra=[SigtermAt(3)], **common)
+    stopped = _run(split, steps=8, extra=[loop_testing.SigtermAt(3)], **common)
     assert stopped["status"] == "preempted" and stopped["step"] == 3
     path = str(split / recorder.FILENAME)
     assert storage.recorded_epochs(path) == [0, 1]

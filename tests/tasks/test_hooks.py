@@ -2,7 +2,6 @@
 unchanged loop, under XLA, under MirroredStrategy, and resumed bit-identically after SIGTERM; the interface's checks."""
 
 import os
-import signal
 import threading
 
 import keras
@@ -12,7 +11,7 @@ import tensorflow as tf
 
 from goaldriven import hooks
 from goaldriven.tasks import loop
-from tests import strategies
+from tests import loop_testing, strategies
 from tests.tasks import momentum_toy
 
 BATCH, QUEUE, MOMENTUM = 4, 12, 0.9
@@ -82,28 +81,13 @@ def test_queue_wraps_around_and_mirrored_matches_one_device(tmp_path):
         np.testing.assert_allclose(one[name], two[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-class _SigtermAt(hooks.LoopHook):
-    """Sends this process SIGTERM (a TPU preemption) when the loop reaches `step`."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def next_stop(self, step):
-        return self.step if step < self.step else None
-
-    def on_loop_end(self, state, step):
-        del state
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 @pytest.mark.parametrize("strategy, jit", [(strategies.one_device, True), (strategies.mirrored, False)],
                          ids=["xla_one_device", "mirrored"])  # fmt: skip
 def test_sigterm_then_resume_is_bit_identical_to_an_uninterrupted_run(strategy, jit, tmp_path):
     # The loop's SIGTERM handler is installed only on the main thread (pytest and xdist run tests there).
     assert threading.current_thread() is threading.main_thread()
     straight = _run(tmp_path / "straight", steps=8, strategy=strategy(), jit=jit)
-    stopped = _run(tmp_path / "split", steps=8, strategy=strategy(), jit=jit, extra_hooks=[_SigtermAt(3)])
+    stopped = _run(tmp_path / "split", steps=8, strategy=strategy(), jit=jit, extra_hooks=[loop_testing.SigtermAt(3)])
     assert stopped["status"] == "preempted" and stopped["step"] == 3  # next_stop cut the first loop at 3
     lines = []
     resumed = _run(tmp_path / "split", steps=8, strategy=strategy(), jit=jit, log=lines.append)

@@ -5,7 +5,6 @@ default top-1 against NumPy; the searched ConvRNNs' gin files."""
 
 import json
 import os
-import signal
 import threading
 
 import keras
@@ -17,7 +16,7 @@ import gin
 from goaldriven import cli_config
 from goaldriven import hooks as loop_hooks
 from goaldriven.tasks import loop, plateau, schedules, validation_metric
-from tests import strategies
+from tests import loop_testing, strategies
 from tests.tasks import toy_tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -130,18 +129,6 @@ class _Traces(loop_hooks.LoopHook):
         self.at[step] = self.schedule.traced
 
 
-class _SigtermAt(loop_hooks.LoopHook):
-    def __init__(self, step):
-        self.step = step
-
-    def next_stop(self, step):
-        return self.step if step < self.step else None
-
-    def on_loop_end(self, state, step):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _run(workdir, *, strategy, jit=False, loop_rate=RATE, after=(), log=None, **plateau_kwargs):
     """The linear task for STEPS steps with the scripted metric and PlateauDrop (patience 2, at most 2 drops)."""
     script = _Script()
@@ -223,7 +210,9 @@ def test_sigterm_then_resume_is_bit_identical(strategy, jit, rate, tmp_path):
     assert threading.current_thread() is threading.main_thread()  # the loop's SIGTERM handler needs it
     _run(tmp_path / "straight", strategy=strategy(), jit=jit, loop_rate=rate())
     # Stopped at 12, after the evaluation there (wait 1 of 2): the resumed run must still drop at 14.
-    stopped, _ = _run(tmp_path / "split", strategy=strategy(), jit=jit, loop_rate=rate(), after=[_SigtermAt(12)])
+    stopped, _ = _run(
+        tmp_path / "split", strategy=strategy(), jit=jit, loop_rate=rate(), after=[loop_testing.SigtermAt(12)]
+    )
     assert stopped["status"] == "preempted" and stopped["step"] == 12
     lines = []
     resumed, hook = _run(tmp_path / "split", strategy=strategy(), jit=jit, loop_rate=rate(), log=lines.append)
