@@ -15,8 +15,8 @@ from goaldriven.tasks.self_supervised import (
     simclr,
     simsiam,
 )
-from tests import strategies
-from tests.tasks.test_hooks import _saved, _SigtermAt
+from tests import loop_testing, strategies
+from tests.tasks.test_hooks import _saved
 
 SIZE, BATCH = 16, 4
 
@@ -124,7 +124,7 @@ def test_mixed_bfloat16_step_is_finite(name, tmp_path):
 def test_sigterm_then_resume_is_bit_identical_including_queue_and_bank(name, tmp_path):
     jit = name == "moco"  # XLA compiles three times per run; the compile itself is tested above for every objective
     _run(name, tmp_path / "straight", steps=4, jit=jit)
-    stopped = _run(name, tmp_path / "split", steps=4, jit=jit, extra_hooks=[_SigtermAt(3)])
+    stopped = _run(name, tmp_path / "split", steps=4, jit=jit, extra_hooks=[loop_testing.SigtermAt(3)])
     assert stopped["status"] == "preempted" and stopped["step"] == 3
     resumed = _run(name, tmp_path / "split", steps=4, jit=jit)
     assert resumed["status"] == "finished"

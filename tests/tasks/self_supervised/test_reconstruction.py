@@ -158,7 +158,7 @@ def test_train_step_under_mirrored_strategy(make_task, tmp_path):
 @pytest.mark.parametrize("make_task", [_autoencoder_task, _depth_task], ids=["autoencoder", "depth"])
 def test_sigterm_then_resume_is_bit_identical(make_task, tmp_path):
     from goaldriven.tasks import loop
-    from tests.tasks.test_hooks import _SigtermAt
+    from tests import loop_testing
 
     def run(workdir, extra_hooks=()):
         return loop.run(task=make_task(tmp_path), strategy=strategies.one_device(), workdir=str(workdir),
@@ -167,7 +167,7 @@ def test_sigterm_then_resume_is_bit_identical(make_task, tmp_path):
                         evaluate_at_end=False, hooks=list(extra_hooks), log=lambda _: None)  # fmt: skip
 
     run(tmp_path / "straight")
-    assert run(tmp_path / "split", [_SigtermAt(3)])["status"] == "preempted"
+    assert run(tmp_path / "split", [loop_testing.SigtermAt(3)])["status"] == "preempted"
     assert run(tmp_path / "split")["status"] == "finished"
     readers = [tf.train.load_checkpoint(str(tmp_path / d / "checkpoints")) for d in ("straight", "split")]
 
