@@ -1,6 +1,8 @@
 """Test configuration: two logical CPU devices (so MirroredStrategy runs cross-replica code), seeds, markers.
 
-Markers: `slow` (skipped unless --run-slow; CI runs the suite without them, to stay near 15 minutes) and `tpu` (skipped unless --run-tpu on a TPU host).
+Markers: `slow` (skipped unless --run-slow; CI runs the suite without them), `tpu` (skipped unless --run-tpu on a TPU
+host) and `isolated` (run in a fresh process: memory-heavy tests, tests/isolation.py). `--memory-log=PATH` writes
+per-test durations and resident memory.
 """
 
 import os
@@ -16,6 +18,7 @@ import tensorflow as tf
 import threadpoolctl
 
 import gin
+from tests import isolation
 
 # One BLAS thread per test process: the suite runs 2 processes on 2 cores, and multithreaded OpenBLAS on an
 # oversubscribed machine is many times slower (an eigendecomposition of 1000 x 1000: 11 s instead of 0.4 s).
@@ -30,11 +33,15 @@ tf.config.set_logical_device_configuration(_CPUS[0], [tf.config.LogicalDeviceCon
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
     parser.addoption("--run-tpu", action="store_true", default=False, help="run tests marked tpu")
+    isolation.add_options(parser)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: slower tests (multi-process, full-size builds); need --run-slow")
     config.addinivalue_line("markers", "tpu: needs a TPU; needs --run-tpu")
+    isolation.configure(config)
+    if config.getoption("memory_log"):
+        config.pluginmanager.register(isolation.MemoryLog(config.getoption("memory_log")), "memory_log")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,6 +52,7 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if marker in item.keywords:
                 item.add_marker(skip)
+    isolation.isolate(items)
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,7 @@ RANKS = {
     "goaldriven.workdir_lock": 0,
     "goaldriven.weight_decay": 0,
     "goaldriven.optimizers": 0,
+    "goaldriven.fused_optimizers": 0,
     "goaldriven.spatial": 1,
     "goaldriven.audio": 1,
     "goaldriven.alignment": 1,
