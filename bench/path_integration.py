@@ -94,7 +94,7 @@ def ours(kind: str, precision: str, steps: int) -> dict:
         task, model, optimizer, strategy, global_batch_size=BATCH, steps=steps
     )
     params = sum(int(tf.size(v)) for v in model.trainable_variables)
-    profile = _profile_one_step(run_one_step)
+    profile = step_timing.op_profile(run_one_step)
     return {
         "op_profile": profile,
         "step_seconds": statistics.median(times),
@@ -102,46 +102,6 @@ def ours(kind: str, precision: str, steps: int) -> dict:
         "trainable_parameters": params,
         "tf_peak_memory_mb": memory["peak"] / 2**20,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
-
-
-_CONTAINER_OPS = ("While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall")
-
-
-def _profile_one_step(step) -> dict:
-    """Runs one step under the TensorFlow profiler; returns seconds per op type (where the step's time goes)."""
-    import collections  # pylint: disable=g-import-not-at-top
-    import glob
-    import tempfile
-
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    logdir = tempfile.mkdtemp(prefix="gd_profile_")
-    tf.profiler.experimental.start(logdir)
-    step()
-    tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace()
-    with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[-1], "rb") as f:
-        space.ParseFromString(f.read())
-    per_op = collections.Counter()
-    for plane in space.planes:
-        for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):
-                continue
-            for event in line.events:
-                name = plane.event_metadata[event.metadata_id].name
-                # Op events are "<node name>:<op type>"; executor events ("ExecutorState::Process") are not ops.
-                op_type = name.rsplit(":", 1)[1] if ":" in name and "::" not in name else None
-                if op_type and op_type not in _CONTAINER_OPS:  # containers would count their inner ops twice
-                    per_op[op_type] += event.duration_ps / 1e12
-    total = sum(per_op.values())
-    matmul = sum(v for k, v in per_op.items() if "MatMul" in k or "Einsum" in k)
-    return {
-        "op_seconds": total,
-        "matmul_seconds": matmul,
-        "matmul_share": matmul / total if total else 0.0,
-        "top_ops": dict(per_op.most_common(8)),
     }
 
 

@@ -26,6 +26,9 @@ threadpoolctl.threadpool_limits(1)
 _TESTS_RUN = itertools.count(1)
 _COLLECT_EVERY = 20  # Full garbage collections (0.5-10 s each with TF loaded) every this many tests, not after each.
 
+import ctypes
+_LIBC = ctypes.CDLL("libc.so.6")
+_COLLECT_EVERY = int(os.environ.get("GD_EVERY", _COLLECT_EVERY))
 _CPUS = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_CPUS[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
@@ -67,3 +70,5 @@ def _fresh_keras_state():
     keras.backend.clear_session(free_memory=False)
     if next(_TESTS_RUN) % _COLLECT_EVERY == 0:
         gc.collect()
+        if os.environ.get("GD_TRIM"):
+            _LIBC.malloc_trim(0)

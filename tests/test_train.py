@@ -1,5 +1,6 @@
 """The goaldriven-train entry point: one-line errors that name the fix, and the config written to the workdir."""
 
+import json
 import os
 import subprocess
 import sys
@@ -21,56 +22,80 @@ def _train(*args, cwd=REPO, env=None, preexec_fn=None):
         env=None if env is None else {**os.environ, **env},
         preexec_fn=preexec_fn,
     )
-    errors = [line for line in proc.stderr.splitlines() if "goaldriven-train: error:" in line or "FATAL Flags" in line]
-    return proc, errors
+    return proc, _error_lines(proc.stderr)
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        ([EXPERIMENT, SMOKE, "--gin_bindings=NO_SUCH_THING.size = 3"], "gin config error"),
-        ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = "], "gin config error"),
-        ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STESP = 5"], "which no config uses"),
-        ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN = 5"], "which no config uses"),
-        ([EXPERIMENT, SMOKE], "--workdir is required"),
-        (["--gin_file=gin/experiments/no_such_experiment.gin"], "not found"),
-        ([], "no --gin_file given"),
-        ([EXPERIMENT, SMOKE, "--mode=eval"], "no checkpoint"),
-        ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = '10'"], "write numbers without quotes: TRAIN_STEPS = 10"),
-        ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = -3"], "macro TRAIN_STEPS = -3 is negative"),
-        ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = %STEPS"], "macro %STEPS is used but never set"),
-        ([EXPERIMENT, SMOKE, "--strategy=tpu", "--tpu=local"], "no TPU reachable with --tpu=local"),
-    ],
-)
-def test_bad_invocations_get_one_line_errors(args, expected, tmp_path):
-    if "workdir" not in expected:
-        args = [*args, f"--workdir={tmp_path}"]
-    proc, errors = _train(*args)
-    assert proc.returncode != 0
-    assert len(errors) == 1, proc.stderr[-2000:]
-    assert expected in errors[0], errors[0]
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "goaldriven-train: error:" in line or "FATAL Flags" in line]
 
 
-def test_an_undefined_macro_is_named_without_dumping_the_config(tmp_path):
-    proc, errors = _train(EXPERIMENT, SMOKE, f"--workdir={tmp_path}", "--gin_bindings=TRAIN_STEPS = %STEPS")
-    assert proc.returncode == 2 and len(errors) == 1 and len(errors[0]) < 300, errors
+ERROR_CASES = {  # id -> (arguments, expected text of the one error line); "--workdir=<tmp>" is added unless named
+    "unknown binding": ([EXPERIMENT, SMOKE, "--gin_bindings=NO_SUCH_THING.size = 3"], "gin config error"),
+    "empty value": ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = "], "gin config error"),
+    "misspelt macro": ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STESP = 5"], "which no config uses"),
+    "unused macro": ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN = 5"], "which no config uses"),
+    "no workdir": ([EXPERIMENT, SMOKE], "--workdir is required"),
+    "missing file": (["--gin_file=gin/experiments/no_such_experiment.gin"], "not found"),
+    "no gin file": ([], "no --gin_file given"),
+    "eval without checkpoint": ([EXPERIMENT, SMOKE, "--mode=eval"], "no checkpoint"),
+    "quoted number": (
+        [EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = '10'"],
+        "write numbers without quotes: TRAIN_STEPS = 10",
+    ),
+    "negative steps": ([EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = -3"], "macro TRAIN_STEPS = -3 is negative"),
+    "undefined macro": (
+        [EXPERIMENT, SMOKE, "--gin_bindings=TRAIN_STEPS = %STEPS"],
+        "macro %STEPS is used but never set",
+    ),
+    "no tpu": ([EXPERIMENT, SMOKE, "--strategy=tpu", "--tpu=local"], "no TPU reachable with --tpu=local"),
+    "bad TF_CONFIG json": ([EXPERIMENT, SMOKE, "--strategy=multi_worker"], "TF_CONFIG is not valid JSON"),
+    "TF_CONFIG without cluster": ([EXPERIMENT, SMOKE, "--strategy=multi_worker"], 'needs a "cluster"'),
+    "workdir is a file": ([EXPERIMENT, SMOKE, "--workdir=<file>"], "is a file, not a folder"),
+    "unknown strategy": ([EXPERIMENT, SMOKE, "--strategy=quantum"], "mirrored"),
+}
+ENVIRONMENTS = {
+    "bad TF_CONFIG json": {"TF_CONFIG": "{bad json"},
+    "TF_CONFIG without cluster": {"TF_CONFIG": '{"task": {"type": "worker", "index": 0}}'},
+}
 
 
-@pytest.mark.parametrize(
-    "tf_config, expected",
-    [("{bad json", "TF_CONFIG is not valid JSON"), ('{"task": {"type": "worker", "index": 0}}', 'needs a "cluster"')],
-)
-def test_a_malformed_tf_config_is_one_line(tf_config, expected, tmp_path):
-    proc, errors = _train(
-        EXPERIMENT, SMOKE, f"--workdir={tmp_path}", "--strategy=multi_worker", env={"TF_CONFIG": tf_config}
-    )
-    assert proc.returncode == 2 and len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+@pytest.fixture(scope="module")
+def error_runs(tmp_path_factory):
+    """Every ERROR_CASES command line, run in one process by tests/train_cli_batch.py: id -> (result, error lines)."""
+    root = tmp_path_factory.mktemp("train_errors")
+    (root / "file").write_text("")
+    runs = []
+    for i, (name, (args, _)) in enumerate(ERROR_CASES.items()):
+        args = [a.replace("<file>", str(root / "file")) for a in args]
+        if name != "no workdir" and not any(a.startswith("--workdir") for a in args):
+            args.append(f"--workdir={root / str(i)}")
+        runs.append({"args": args, "env": ENVIRONMENTS.get(name, {})})
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "train_cli_batch.py"), json.dumps(runs)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name: (result, _error_lines(result["stderr"])) for name, result in zip(ERROR_CASES, results)}
 
 
-def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
-    (tmp_path / "file").write_text("")
-    proc, errors = _train(EXPERIMENT, SMOKE, f"--workdir={tmp_path / 'file'}")
-    assert proc.returncode == 2 and len(errors) == 1 and "is a file, not a folder" in errors[0], proc.stderr[-2000:]
+@pytest.mark.parametrize("name", list(ERROR_CASES))
+def test_bad_invocations_get_one_line_errors(name, error_runs):
+    result, errors = error_runs[name]
+    assert result["returncode"] != 0
+    assert len(errors) == 1, result["stderr"][-2000:]
+    assert ERROR_CASES[name][1] in errors[0], errors[0]
+
+
+def test_config_errors_exit_2_and_an_undefined_macro_is_named_without_dumping_the_config(error_runs):
+    for name in ("undefined macro", "bad TF_CONFIG json", "TF_CONFIG without cluster", "workdir is a file"):
+        assert error_runs[name][0]["returncode"] == 2, name
+    assert len(error_runs["undefined macro"][1][0]) < 300
+
+
+def test_unknown_strategy_is_refused_by_the_flag_parser_listing_the_kinds(error_runs):
+    result, errors = error_runs["unknown strategy"]
+    assert "FATAL Flags" in errors[0] and "tpu" in errors[0] and "mirrored" in errors[0]
 
 
 def _small_files_only():
@@ -97,12 +122,6 @@ def test_a_macro_no_config_uses_in_a_users_gin_file_is_warned(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"warning: macro TRAIN_STESP is set in {user} but no config uses it" in err
     assert "smoke.gin" not in err  # packaged configs serve several tasks: never warned about
-
-
-def test_unknown_strategy_is_refused_by_the_flag_parser(tmp_path):
-    proc, errors = _train(EXPERIMENT, SMOKE, f"--workdir={tmp_path}", "--strategy=quantum")
-    assert proc.returncode != 0 and len(errors) == 1
-    assert "tpu" in errors[0] and "mirrored" in errors[0]  # lists the valid kinds
 
 
 def test_run_writes_config_metrics_and_finishes(tmp_path):

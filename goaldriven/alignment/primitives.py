@@ -25,8 +25,25 @@ def _batch_mean_sum(t: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(t) / tf.cast(tf.shape(t)[0], tf.float32)
 
 
+@tf.custom_gradient
 def _sum_squares(t):
-    return tf.reduce_sum(tf.square(tf.cast(t, tf.float32)))
+    """sum t^2 in float32; its gradient 2 t dy is one element-wise pass (autodiff would materialise dy broadcast to
+    t's shape and 2 t before multiplying: three passes over every kernel, per step)."""
+
+    def grad(dy):
+        return t * tf.cast(2.0 * dy, t.dtype)
+
+    return tf.reduce_sum(tf.square(tf.cast(t, tf.float32))), grad
+
+
+@tf.custom_gradient
+def _negative_inner(w, b):
+    """-sum W * B in float32, with the one-pass gradients -B dy and -W dy (as _sum_squares)."""
+
+    def grad(dy):
+        return b * tf.cast(-dy, b.dtype), w * tf.cast(-dy, w.dtype)
+
+    return -tf.reduce_sum(tf.cast(w, tf.float32) * tf.cast(b, tf.float32)), grad
 
 
 def decay(w: tf.Tensor, b: tf.Tensor, half: bool = False) -> tf.Tensor:
@@ -58,4 +75,4 @@ def sparse(f: tf.Tensor | None, b: tf.Tensor, half: bool = False) -> tf.Tensor:
 
 def self_alignment(w: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """- sum W * B (B in W's shape): the non-local "self" primitive."""
-    return -tf.reduce_sum(tf.cast(w, tf.float32) * tf.cast(b, tf.float32))
+    return _negative_inner(w, b)

@@ -6,7 +6,7 @@ rules.py) in one forward pass, and two optimizers update disjoint variable group
 
     task optimizer (the loop's)        forward kernels, biases, BN, ... on the pseudogradient of J + L2
                                        (+ Kolen-Pollack's backward kernels, which get W's update, and their decay)
-    alignment optimizer (Adam default) backward kernels of rules with an R, on the gradient of R
+    alignment optimizer (Adam, fused) backward kernels of rules with an R, on the gradient of R
 
 Feedback alignment's backward kernels are in neither group (they never change). Variables are partitioned, not
 zero-gradient: a zero gradient would still move momentum SGD or Adam through their accumulators.
@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from goaldriven import fused_optimizers
 from goaldriven import hooks as loop_hooks
 from goaldriven.alignment import diagnostics, scope
 from goaldriven.alignment import layers as aligned_layers
@@ -41,7 +42,7 @@ _SUBSTEPS = {"both": ((True, True),), "align": ((False, True),), "alternate": ((
 class AlignmentTraining(loop_hooks.LoopHook):
     """Training options of the backward kernels, and the loop hook that applies them (module docstring)."""
 
-    optimizer: Callable[..., keras.optimizers.Optimizer] = keras.optimizers.Adam
+    optimizer: Callable[..., keras.optimizers.Optimizer] = fused_optimizers.Adam
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3
     alternate: bool = False
     delay_steps: int = 0

@@ -1,4 +1,4 @@
-"""A simple RNN over a whole sequence with a hand-written backward pass (BPTT), and its Keras layer.
+"""A simple RNN and a UGRNN over a whole sequence with hand-written backward passes (BPTT), and a Keras layer.
 
     h_t = f(h_{t-1} @ U + x_t @ W + b),  t = 1..T,  f in {relu, tanh, sigmoid, linear}
 
@@ -7,6 +7,7 @@ This is the recurrence of the 2-layer path integrator (Sorscher et al. 2019/2023
 gradient (1) takes the input projection x @ W for all steps in one matmul, (2) runs the backward recurrence
 dh_{t-1} = (dh_t * f'(h_t)) @ U^T with an explicitly transposed U and (3) forms dU = H_prev^T @ dPre as a single
 (n x T*b) @ (T*b x n) matmul instead of T small ones. f' is computed from the stored outputs, so only the states are kept.
+`ugrnn_sequence` does the same for the UGRNN (the thesis' best MEC model), keeping its gates and candidates.
 
 `materialized_transpose` exists because TensorFlow's Grappler folds a Transpose feeding a MatMul into the MatMul's
 transpose flag, and on CPU (oneDNN) the transposed-operand kernels of these shapes run at ~60% of the plain ones
@@ -90,6 +91,68 @@ def simple_rnn_sequence(
             width = tf.shape(h0)[-1]
             previous = tf.reshape(tf.concat([h0[None], outputs[:-1]], axis=0), tf.stack([-1, width]))  # (t*b, n)
             d_kernel = tf.matmul(materialized_transpose(previous), tf.reshape(d_pre, tf.stack([-1, width])))
+            return d_h, d_pre, d_kernel
+
+        return outputs, grad
+
+    return sequence(h0, drive, recurrent_kernel)
+
+
+def ugrnn_sequence(
+    h0: tf.Tensor, drive: tf.Tensor, recurrent_kernel: tf.Tensor, activation: str = "relu", gate_bias: float = 1.0
+) -> tf.Tensor:
+    """Runs the UGRNN (cells/vector_ugrnn.py) over every t with a custom BPTT gradient, as simple_rnn_sequence:
+
+        [a_g, a_c] = drive_t + h_{t-1} @ U;  u = sigmoid(a_g + gate_bias);  c = f(a_c);  h_t = u h_{t-1} + (1 - u) c
+    backward, from the stored u and c:
+        du = dh (h_{t-1} - c);  dc = dh (1 - u);  d[a_g, a_c] = [du u (1 - u), dc f'];  dh_{t-1} = dh u + d[a] @ U^T
+    and dU = H_prev^T @ dA as one (n x t*b) @ (t*b x 2n) matmul.
+
+    Args:
+      h0: (b, n) initial state.
+      drive: (t, b, 2n) time-major input drive (x_t @ W + bias, gate half first); t must be static.
+      recurrent_kernel: (n, 2n) U.
+      activation: the candidate's f, one of ACTIVATIONS.
+      gate_bias: constant added to the gate pre-activation.
+
+    Returns:
+      (t, b, n) states h_1..h_T.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}.")
+    steps = drive.shape[0]
+    if steps is None:
+        raise ValueError("ugrnn_sequence needs a static number of time steps (use fixed-length sequences).")
+
+    @tf.custom_gradient
+    def sequence(h0, drive, kernel):
+        states, gates, candidates, h = [], [], [], h0
+        for t in range(steps):
+            gate_pre, candidate_pre = tf.split(tf.matmul(h, kernel) + drive[t], 2, axis=-1)  # (b, n) each
+            u = tf.sigmoid(gate_pre + tf.cast(gate_bias, gate_pre.dtype))
+            c = _activate(candidate_pre, activation)
+            h = u * h + (1 - u) * c
+            states.append(h)
+            gates.append(u)
+            candidates.append(c)
+        outputs = tf.stack(states, axis=0)  # (t, b, n)
+
+        def grad(d_outputs):
+            kernel_t = materialized_transpose(kernel)  # (2n, n)
+            d_h = tf.zeros_like(h0)
+            d_pre = [None] * steps
+            for t in reversed(range(steps)):
+                u, c = gates[t], candidates[t]
+                previous = states[t - 1] if t else h0
+                d_state = d_outputs[t] + d_h  # (b, n)
+                d_gate = d_state * (previous - c) * u * (1 - u)
+                d_candidate = _backprop_activation(d_state * (1 - u), c, activation)
+                d_pre[t] = tf.concat([d_gate, d_candidate], axis=-1)  # (b, 2n)
+                d_h = d_state * u + tf.matmul(d_pre[t], kernel_t)
+            d_pre = tf.stack(d_pre, axis=0)  # (t, b, 2n)
+            width = tf.shape(h0)[-1]
+            previous = tf.reshape(tf.concat([h0[None], outputs[:-1]], axis=0), tf.stack([-1, width]))  # (t*b, n)
+            d_kernel = tf.matmul(materialized_transpose(previous), tf.reshape(d_pre, tf.stack([-1, 2 * width])))
             return d_h, d_pre, d_kernel
 
         return outputs, grad

@@ -118,6 +118,8 @@ class PathIntegrator(keras.Model):
         h = self.encoder(code)  # (b, n)
         if self.kind == "srnn":
             rnn = self.recurrence(m, h)
+        elif self.kind == "ugrnn":
+            rnn = self._ugrnn(m, h)
         else:
             states = [h, self.cell_encoder(code)] if self.kind == "lstm" else [h]
             outputs = []
@@ -131,6 +133,19 @@ class PathIntegrator(keras.Model):
             g = g * tf.cast(unit_mask, g.dtype)
         logits = tf.cast(self.readout(g), tf.float32)
         return {"logits": logits, "features": {"rnn": rnn, "g": g}}
+
+    def _ugrnn(self, m, h0):
+        """The UGRNN cell's recurrence over all steps with the hand-written BPTT (fast_rnn.ugrnn_sequence); the cell
+        keeps its weights (names, L2 penalty), this runs them: (b, t, n) inputs -> (b, t, n) states."""
+        cell, dtype = self.cell, self.compute_dtype
+        if not cell.built:
+            cell.build(m.shape[-1:])
+        kernel, recurrent, bias = (
+            tf.cast(tf.convert_to_tensor(w), dtype) for w in (cell.kernel, cell.recurrent_kernel, cell.bias)
+        )
+        drive = tf.einsum("btd,dk->tbk", tf.cast(m, dtype), kernel) + bias  # (t, b, 2n): all steps in one matmul
+        states = fast_rnn.ugrnn_sequence(tf.cast(h0, dtype), drive, recurrent, cell.activation, cell.gate_bias)
+        return tf.transpose(states, (1, 0, 2))
 
     def _call_two_layer(self, x, code, unit_mask):
         g = self.recurrence(x, self.encoder(code), unit_mask=unit_mask)  # silenced units reach neither J nor W

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from goaldriven import checkpointing, distribute, reporting, workdir_lock
+from goaldriven import checkpointing, distribute, fused_optimizers, reporting, workdir_lock
 from goaldriven import hooks as loop_hooks
 from goaldriven.tasks import base, loop_settings, train_step
 
@@ -43,7 +43,7 @@ def run(
     workdir: str,
     train_steps: int,
     global_batch_size: int,
-    optimizer: Callable[..., keras.optimizers.Optimizer] = keras.optimizers.Adam,
+    optimizer: Callable[..., keras.optimizers.Optimizer] = fused_optimizers.Adam,
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-4,
     steps_per_loop: int = 100,
     checkpoint_every: int = 1000,
@@ -71,7 +71,8 @@ def run(
       train_steps: total number of optimizer steps (a resumed run trains the remainder); 0 saves and evaluates the
         untrained model (the thesis' untrained controls).
       global_batch_size: examples per step over all replicas (must divide evenly).
-      optimizer: optimizer class or factory, called as `optimizer(learning_rate=...)` inside the strategy scope.
+      optimizer: optimizer class or factory, called as `optimizer(learning_rate=...)` inside the strategy scope
+        (default: Adam with fused update kernels, goaldriven/fused_optimizers.py).
       learning_rate: constant or a Keras learning-rate schedule.
       steps_per_loop: steps per compiled loop call (and per progress line).
       checkpoint_every: steps between checkpoints (the last step is always saved).
