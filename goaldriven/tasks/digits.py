@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven import runtime
-from goaldriven.tasks import image_classification, image_datasets
+from goaldriven.tasks import image_classification, pipeline_math
 
 NUM_CLASSES = 10
 SOURCE_SIZE = 8
@@ -163,7 +163,7 @@ class DigitsData:
             if shift:
                 offsets = tf.random.stateless_uniform(
                     [2, global_batch_size],
-                    image_datasets.fold_seed(base_seed, _AUGMENT, step),
+                    pipeline_math.fold_seed(base_seed, _AUGMENT, step),
                     minval=0,
                     maxval=2 * shift + 1,
                     dtype=tf.int32,
@@ -196,7 +196,7 @@ class DigitsData:
         total = len(labels)
         begin, end = pipeline_id * total // pipelines, (pipeline_id + 1) * total // pipelines
         padded = (
-            image_datasets.ceil_div(image_datasets.ceil_div(total, pipelines), pipeline_batch) * pipeline_batch
+            pipeline_math.ceil_div(pipeline_math.ceil_div(total, pipelines), pipeline_batch) * pipeline_batch
         )  # same batches everywhere
         pad = padded - (end - begin)
         images = np.concatenate([raw[begin:end], np.zeros((pad,) + raw.shape[1:], np.float32)])
@@ -235,9 +235,7 @@ def stream_indices(step: tf.Tensor, base_seed: tf.Tensor, *, global_batch_size: 
     first = epoch[0]
     perms = tf.stack(
         [
-            tf.random.experimental.stateless_shuffle(
-                tf.range(n), image_datasets.fold_seed(base_seed, _ORDER, first + e)
-            )
+            tf.random.experimental.stateless_shuffle(tf.range(n), pipeline_math.fold_seed(base_seed, _ORDER, first + e))
             for e in range(global_batch_size // n + 2)  # the epochs one global batch can touch
         ]
     )  # (epochs, n)

@@ -14,7 +14,7 @@ The crop sampler, flip and resize are the torchvision-matching ops of `self_supe
 objectives' pipeline: bilinear antialiased resize, as PIL), so a supervised 64 px model and an SSL one see the same
 image statistics; `image_size = 224` (and `augment_size = 224`) is torchvision's own ImageNet recipe, used for the
 224 px controls. The ResNet pipeline of `image_datasets.ImageNetData` (Inception crop, bicubic, straight to the output
-size) stays the Chapter 2 one. Order, sharding and exact resume are those of `image_datasets.tfds_pipeline`.
+size) stays the Chapter 2 one. Order, sharding and exact resume are those of `tfds_reading.tfds_pipeline`.
 
 Decision: CIFAR-10 is normalised with the ImageNet statistics (the reference does not say; one set of statistics per
 task class keeps the neural-fit presentation unambiguous).
@@ -26,7 +26,7 @@ import functools
 
 import tensorflow as tf
 
-from goaldriven.tasks import image_datasets
+from goaldriven.tasks import image_datasets, tfds_reading
 from goaldriven.tasks import image_preprocessing as preprocessing
 from goaldriven.tasks.self_supervised import augment
 
@@ -37,11 +37,11 @@ def _check_side(name: str, value) -> None:
 
 
 class _Data(image_datasets.TFDSData):
-    """`image_datasets.TFDSData` over `image_datasets.tfds_pipeline` with the subclass' `_builder`, `_train_fn` and
+    """`image_datasets.TFDSData` over `tfds_reading.tfds_pipeline` with the subclass' `_builder`, `_train_fn` and
     `_eval_fn` (and the split fields)."""
 
     def _dataset(self, *, training, split, global_batch_size, input_context, start_step=0, seed=0) -> tf.data.Dataset:
-        return image_datasets.tfds_pipeline(
+        return tfds_reading.tfds_pipeline(
             self._builder(),
             split=split,
             training=training,
@@ -56,7 +56,7 @@ class _Data(image_datasets.TFDSData):
         )
 
     def num_train_examples(self) -> int:
-        return image_datasets.num_examples(self.tfds_name, self.train_split, data_dir=self.data_dir)
+        return tfds_reading.num_examples(self.tfds_name, self.train_split, data_dir=self.data_dir)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,7 +84,7 @@ class ImageNet64Data(_Data):
     num_chunks: int = 16
     shuffle_window: int | None = 8192
     num_classes: int = 1000
-    tfds_name = image_datasets.IMAGENET
+    tfds_name = tfds_reading.IMAGENET
 
     def __post_init__(self):
         for name in ("image_size", "augment_size", "eval_resize_size", "eval_crop_size"):
@@ -111,7 +111,7 @@ class ImageNet64Data(_Data):
         )
 
     def _builder(self):
-        return image_datasets.tfds_builder(
+        return tfds_reading.tfds_builder(
             self.tfds_name, data_dir=self.data_dir, download=self.download, manual_dir=self.manual_dir
         )
 
@@ -143,7 +143,7 @@ class Cifar10At64Data(_Data):
     num_chunks: int = 1
     shuffle_window: int | None = None
     num_classes: int = 10
-    tfds_name = image_datasets.CIFAR10
+    tfds_name = tfds_reading.CIFAR10
 
     def __post_init__(self):
         _check_side("image_size", self.image_size)
@@ -157,4 +157,4 @@ class Cifar10At64Data(_Data):
         return functools.partial(cifar_eval_view, image_size=self.image_size)
 
     def _builder(self):
-        return image_datasets.tfds_builder(self.tfds_name, data_dir=self.data_dir, download=self.download)
+        return tfds_reading.tfds_builder(self.tfds_name, data_dir=self.data_dir, download=self.download)

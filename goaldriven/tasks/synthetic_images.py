@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven import runtime
-from goaldriven.tasks import digits, image_classification, image_datasets
+from goaldriven.tasks import digits, image_classification, pipeline_math
 from goaldriven.tasks import image_preprocessing as preprocessing
 
 NUM_CLASSES = 10
@@ -167,7 +167,7 @@ class SyntheticImageData:
             )
             images = tf.gather(raw, index)  # (g, 32, 32, 3)
             if self.augmentation == "shift_flip":
-                seed = image_datasets.fold_seed(base_seed, _AUGMENT, step)
+                seed = pipeline_math.fold_seed(base_seed, _AUGMENT, step)
                 images = preprocessing.random_shift_flip(images, seed, shift_fraction=self.shift_fraction)
             return {"images": normalize(images), "labels": tf.gather(labels, index)}
 
@@ -189,7 +189,7 @@ class SyntheticImageData:
         raw, labels = self.arrays("test")
         total = len(labels)
         begin, end = pipeline_id * total // pipelines, (pipeline_id + 1) * total // pipelines
-        ceil_div = image_datasets.ceil_div
+        ceil_div = pipeline_math.ceil_div
         pad = ceil_div(ceil_div(total, pipelines), pipeline_batch) * pipeline_batch - (end - begin)
         examples = {
             "images": np.concatenate([raw[begin:end], np.full((pad,) + raw.shape[1:], MEAN, np.float32)]),

@@ -117,14 +117,36 @@ def _collect(env: Environment, per_target: dict) -> MECScores:
 
 
 def _nanmean(a: np.ndarray, axis) -> np.ndarray:
-    count = np.isfinite(a).sum(axis=axis)
+    """Mean of the finite entries along `axis` (NaN where there are none)."""
+    finite = np.isfinite(a)
+    return _divide(np.where(finite, a, 0.0).sum(axis=axis), finite.sum(axis=axis))
+
+
+def _divide(total, count):
+    """total / count, NaN where count is 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, np.where(np.isfinite(a), a, 0.0).sum(axis=axis) / count, np.nan)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _check_2d(env: Environment) -> None:
-    if env.kind != "box":
-        raise MECDataError(f"environment {env.name!r} is a {env.kind}; the 2-D estimators (eq. 4.3-4.4) take a box.")
+# environment kind -> (the estimators that take it, how errors name its bins)
+_GEOMETRY = {
+    "box": ("2-D estimators (eq. 4.3-4.4)", "environment's"),
+    "track": ("1-D estimators (eq. 4.1-4.2)", "track's"),
+}
+
+
+def _checked(env: Environment, kind: str, features=None) -> np.ndarray | None:
+    """Raises MECDataError unless `env` is a `kind` ("box" or "track") and model rate maps `features` (p, bins...), if
+    given, lie on its bins; returns `features` as float64."""
+    estimators, bins = _GEOMETRY[kind]
+    if env.kind != kind:
+        raise MECDataError(f"environment {env.name!r} is a {env.kind}; the {estimators} take a {kind}.")
+    if features is None:
+        return None
+    features = np.asarray(features, np.float64)
+    if features.shape[1:] != env.bins_shape:
+        raise MECDataError(f"model rate maps {features.shape[1:]} do not match the {bins} bins {env.bins_shape}.")
+    return features
 
 
 def consistency_2d(
@@ -138,7 +160,7 @@ def consistency_2d(
     """Eq. 4.3: inter-animal consistency of every cell of a box environment (module docstring). mode="pooled" (the
     thesis): one source of all other animals' cells; "pairwise" (Fig. 4.12 control): each other recording is a source
     on its own and a cell's values are averaged over the sources (no hyperparameters are then reported)."""
-    _check_2d(env)
+    _checked(env, "box")
     if mode not in ("pooled", "pairwise"):
         raise ValueError(f'mode must be "pooled" or "pairwise"; received {mode!r}.')
     per_target = {}
@@ -169,12 +191,7 @@ def predictivity_2d(
     seed: int = 0,
 ) -> MECScores:
     """Eq. 4.4: model predictivity of every cell of a box; `features` (p, h, w) model rate maps on the same bins."""
-    _check_2d(env)
-    features = np.asarray(features, np.float64)
-    if features.shape[1:] != env.bins_shape:
-        raise MECDataError(
-            f"model rate maps {features.shape[1:]} do not match the environment's bins {env.bins_shape}."
-        )
+    features = _checked(env, "box", features)
     x_all = _flat(features)
     x_all = x_all[:, np.isfinite(x_all).sum(axis=0) > 0]  # units never defined (impossible) would kill every bin
     per_target = {}
@@ -238,16 +255,6 @@ def _finish_1d(env: Environment, per_target: dict) -> MECScores:
     return MECScores(np.concatenate(values), np.concatenate(per_split, axis=1), recs, ids)
 
 
-def _divide(total, count):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def _check_1d(env: Environment) -> None:
-    if env.kind != "track":
-        raise MECDataError(f"environment {env.name!r} is a {env.kind}; the 1-D estimators (eq. 4.1-4.2) take a track.")
-
-
 def consistency_1d(
     env: Environment,
     make_mapper: Callable,
@@ -258,7 +265,7 @@ def consistency_1d(
     spearman_brown: bool = True,
 ) -> MECScores:
     """Eq. 4.1: inter-animal consistency of every cell of a track; `make_mapper(groups)` -> a fresh transform."""
-    _check_1d(env)
+    _checked(env, "track")
     rng = as_rng(seed)
     halves = {name: _Halves(rec, n_boot, rng) for name, rec in env.recordings.items()}
     per_target = {}
@@ -288,10 +295,7 @@ def predictivity_1d(
     spearman_brown: bool = True,
 ) -> MECScores:
     """Eq. 4.2: model predictivity of every cell of a track; `features` (p, n) model rate maps on the track bins."""
-    _check_1d(env)
-    features = np.asarray(features, np.float64)
-    if features.shape[1:] != env.bins_shape:
-        raise MECDataError(f"model rate maps {features.shape[1:]} do not match the track's bins {env.bins_shape}.")
+    features = _checked(env, "track", features)
     x = _flat(features)
     rng = as_rng(seed)
     per_target = {}

@@ -16,9 +16,12 @@ same options rewrites the same reports; a fit with other options writes its repo
 the earlier ones, which are never overwritten (fit_workdir.py). The whole fit holds the workdir's lock
 (goaldriven.workdir_lock): a second process is refused with workdir_lock.WorkdirBusyError naming the first.
 Problems raise ValueError / FileNotFoundError / FileExistsError (NeuralDataError for a broken data file) with a
-one-line message naming the fix.
+one-line message naming the fix. `restore_for_stimuli` and `claimed_features` are the steps the OST fit
+(ost_checkpoint.py) shares: the restored model with its stimulus transform, and the feature cache with the claimed
+report folder.
 """
 
+import contextlib
 import dataclasses
 import os
 from typing import Callable
@@ -86,9 +89,13 @@ def fit_checkpoint(
     if (recordings is None) == (simulate is None):
         raise ValueError("pass exactly one of recordings (a NeuralData or a .h5 path) or simulate (a SimulateSpec).")
     strategy = strategy or tf.distribute.get_strategy()
-    model, transform = _model_and_transform(task, model, input_spec, strategy)
-    prefix = checkpointing.restore_model(model, checkpoint)
-    log(f"restored {prefix} into {model.name} ({sum(int(np.prod(v.shape)) for v in model.variables):,} values)")
+    why = (
+        "neural fits present image stimuli. Path integrators are compared with recorded MEC rate maps by "
+        "goaldriven-fit --mec_data=<rate maps .h5> (docs/mec_fits.md), not this pipeline."
+    )
+    model, transform, prefix = restore_for_stimuli(
+        checkpoint, task=task, model=model, input_spec=input_spec, strategy=strategy, why=why, log=log
+    )
     config = config or FitConfig()
     recordings_path = None
     if simulate is not None:
@@ -103,30 +110,23 @@ def fit_checkpoint(
             where = recordings_path or "the recordings"
             raise ValueError(f"{where} holds no stimuli (pixels or stimuli_path): add them to score a model.")
     with workdir_lock.hold(workdir, "fit", log):  # one process per workdir, from the first file written to the last
-        store = extract_features(
+        source = dict(recordings=recordings, recordings_path=recordings_path, simulate=simulate, config=config)
+        with claimed_features(
             model,
             stimuli,
+            workdir=workdir,
+            options=lambda key: fit_workdir.fit_options(features_key=key, **source),
+            log=log,
             transform=transform,
             presentation=presentation or Presentation(),
             global_batch_size=global_batch_size,
             strategy=strategy,
             stimulus_ids=ids,
-            out_path=os.path.join(workdir, FEATURES_FILE),
             dtype=features_dtype,
             checkpoint=prefix,
             on_mismatch=on_mismatch,
-            log=log,
-        )
-        features_path = store.path
-        try:
-            options = fit_workdir.fit_options(
-                features_key=str(store.attrs["cache_key"]),
-                recordings=recordings,
-                recordings_path=recordings_path,
-                simulate=simulate,
-                config=config,
-            )
-            fit_dir = fit_workdir.claim(workdir, options, log)
+        ) as (store, options, fit_dir):
+            features_path = store.path
             fit_workdir.remove_interrupted_writes(workdir, log)
             if fit_dir != workdir:
                 fit_workdir.remove_interrupted_writes(fit_dir, log)
@@ -135,29 +135,51 @@ def fit_checkpoint(
                 recordings = simulate_from_model.simulate(store, simulate, path=recordings_path, log=log)
                 log(recordings.summary())
             result = fit_recordings(store, recordings, config, log=log)
-        finally:
-            store.close()
         result.summary["fit_options"] = options
         paths = report.write_all(result, fit_dir)
     return CheckpointFit(result, paths, features_path, recordings_path, prefix, fit_dir)
 
 
-def _model_and_transform(task, model, input_spec, strategy):
-    """The model (built from `task` under `strategy`, or as given) and the transform of its input spec."""
+def restore_for_stimuli(
+    checkpoint: str,
+    *,
+    task=None,
+    model=None,
+    input_spec=None,
+    strategy: tf.distribute.Strategy,
+    why: str,
+    log: Callable[[str], None] = print,
+):
+    """(model, stimulus transform, restored prefix): the model built from `task` under `strategy` (or `model` with its
+    `input_spec`), called once on a blank stimulus and restored from `checkpoint`. `why` ends the error raised for a
+    task without an input_spec (why this fit needs images)."""
     if (task is None) == (model is None):
         raise ValueError("pass exactly one of task (it builds the model) or model (with its input_spec).")
     if task is not None:
         input_spec = task.input_spec
         if input_spec is None:
-            raise ValueError(
-                f"task {getattr(task, 'name', type(task).__name__)!r} has no input_spec (it takes no images); neural "
-                "fits present image stimuli. Path integrators are compared with recorded MEC rate maps by "
-                "goaldriven-fit --mec_data=<rate maps .h5> (docs/mec_fits.md), not this pipeline."
-            )
+            name = getattr(task, "name", type(task).__name__)
+            raise ValueError(f"task {name!r} has no input_spec (it takes no images); {why}")
     elif input_spec is None:
         raise ValueError("a model needs its input_spec (goaldriven.tasks.base.InputSpec: image size, pixel mean/std).")
     transform = StimulusTransform.for_input(input_spec)
     with strategy.scope():
         model = task.build_model() if task is not None else model
         model(transform(np.zeros((1, input_spec.image_size, input_spec.image_size, 3), np.float32)), training=False)
-    return model, transform
+    prefix = checkpointing.restore_model(model, checkpoint)
+    log(f"restored {prefix} into {model.name} ({sum(int(np.prod(v.shape)) for v in model.variables):,} values)")
+    return model, transform, prefix
+
+
+@contextlib.contextmanager
+def claimed_features(model, stimuli, *, workdir: str, options: Callable[[str], dict], log, **extract_kwargs):
+    """Yields (store, fit options, report folder): the features of `stimuli` in <workdir>/features.h5 (extracted, or
+    reused from the cache; `extract_kwargs` go to extract_features), the fit's `options(feature cache key)` and the
+    folder fit_workdir.claim gave them. Closes the store on exit. The caller holds the workdir's lock."""
+    out_path = os.path.join(workdir, FEATURES_FILE)
+    store = extract_features(model, stimuli, out_path=out_path, log=log, **extract_kwargs)
+    try:
+        fit_options = options(str(store.attrs["cache_key"]))
+        yield store, fit_options, fit_workdir.claim(workdir, fit_options, log)
+    finally:
+        store.close()

@@ -106,9 +106,12 @@ def claim(workdir: str, options: dict[str, Any], log: Callable[[str], None] = pr
     return folder
 
 
-def remove_interrupted_writes(folder: str, log: Callable[[str], None] = print) -> None:
-    """Deletes the temporary files that killed writes of the fit's files left in `folder` (caller holds the lock)."""
-    for name in (*REPORT_FILES, "error_traceback.txt"):
+def remove_interrupted_writes(
+    folder: str, log: Callable[[str], None] = print, names: tuple[str, ...] = (*REPORT_FILES, "error_traceback.txt")
+) -> None:
+    """Deletes the temporary files that killed writes of the files `names` (default: the neural fit's) left in `folder`
+    (caller holds the lock)."""
+    for name in names:
         for leftover in atomic_write.leftovers(os.path.join(folder, name)):
             log(f"note: removing {leftover}, left by an interrupted write of {name}")
             os.remove(leftover)

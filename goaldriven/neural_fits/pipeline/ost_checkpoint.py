@@ -14,26 +14,23 @@ neural fit of the same checkpoint and stimuli share it. A ConvRNN is run with th
 on for 10: spec 1.3), a feedforward model once. The reports are ost_report.FILES; like a neural fit's they go to the
 workdir, or to fit.1/, fit.2/, ... when the workdir holds a fit with other options (fit_workdir.claim: the options
 are the feature key, the data file's digest, the OSTFitConfig and a digest of the OST targets), so an earlier fit is
-never overwritten. The fit holds the workdir's lock (goaldriven.workdir_lock).
+never overwritten. The fit holds the workdir's lock (goaldriven.workdir_lock). Restoring and the feature cache with the
+claimed report folder are the neural fit's steps (fit_checkpoint.restore_for_stimuli, fit_checkpoint.claimed_features).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from goaldriven import atomic_write, checkpointing, workdir_lock
+from goaldriven import workdir_lock
 from goaldriven.neural_fits.data.ost_data import load_ost_data
-from goaldriven.neural_fits.pipeline import fit_workdir, ost_fit, ost_report
-from goaldriven.neural_fits.pipeline.extraction import extract_features
-from goaldriven.neural_fits.pipeline.stimuli import Presentation, StimulusTransform
-
-FEATURES_FILE = "features.h5"
+from goaldriven.neural_fits.pipeline import fit_checkpoint, fit_workdir, ost_fit, ost_report
+from goaldriven.neural_fits.pipeline.stimuli import Presentation
 
 
 @dataclasses.dataclass
@@ -69,53 +66,36 @@ def fit_checkpoint_ost(
     stimuli = data.load_stimuli()
     if stimuli is None:
         raise ValueError(f"{data_path} holds no stimuli (pixels or stimuli_path): add them to compute model OSTs.")
-    input_spec = task.input_spec
-    if input_spec is None:
-        raise ValueError(
-            f"task {getattr(task, 'name', type(task).__name__)!r} has no input_spec (it takes no "
-            "images); OSTs are decoded from image-driven features."
-        )
     strategy = strategy or tf.distribute.get_strategy()
-    transform = StimulusTransform.for_input(input_spec)
-    with strategy.scope():
-        model = task.build_model()
-        model(transform(np.zeros((1, input_spec.image_size, input_spec.image_size, 3), np.float32)), training=False)
-    prefix = checkpointing.restore_model(model, checkpoint)
-    log(f"restored {prefix} into {model.name}")
+    why = "OSTs are decoded from image-driven features."
+    model, transform, prefix = fit_checkpoint.restore_for_stimuli(
+        checkpoint, task=task, strategy=strategy, why=why, log=log
+    )
+
+    def options(features_key: str) -> dict:
+        source = dict(recordings=data, recordings_path=data_path, simulate=None, config=config)
+        return {**fit_workdir.fit_options(features_key=features_key, **source), "ost_targets": _targets_digest(targets)}
+
     with workdir_lock.hold(workdir, "ost fit", log):
-        store = extract_features(
+        with fit_checkpoint.claimed_features(
             model,
             stimuli,
+            workdir=workdir,
+            options=options,
+            log=log,
             transform=transform,
             layers=config.layers,
             presentation=presentation or Presentation(),
             global_batch_size=global_batch_size,
             strategy=strategy,
             stimulus_ids=data.stimulus_ids,
-            out_path=os.path.join(workdir, FEATURES_FILE),
             dtype=features_dtype,
             checkpoint=prefix,
             on_mismatch="extract",
-            log=log,
-        )
-        try:
-            options = fit_workdir.fit_options(
-                features_key=str(store.attrs["cache_key"]),
-                recordings=data,
-                recordings_path=data_path,
-                simulate=None,
-                config=config,
-            )
-            options["ost_targets"] = _targets_digest(targets)
-            fit_dir = fit_workdir.claim(workdir, options, log)
-            for name in ost_report.FILES:
-                for leftover in atomic_write.leftovers(os.path.join(fit_dir, name)):
-                    log(f"note: removing {leftover}, left by an interrupted write of {name}")
-                    os.remove(leftover)
+        ) as (store, _, fit_dir):
+            fit_workdir.remove_interrupted_writes(fit_dir, log, names=ost_report.FILES)
             fit = ost_fit.fit_ost(store, data, targets, config, log=log)
             features_path = store.path
-        finally:
-            store.close()
         paths = ost_report.write_all(fit, fit_dir, config)
     return CheckpointOST(fit, paths, features_path, prefix, fit_dir)
 

@@ -3,7 +3,7 @@
 Reference: thesis Section 3.6.5 (spec ch3 A4): every objective trains on ImageNet views augmented at 224 px and
 downsampled to 64 px; evaluation (kNN monitor, linear evaluation) resizes to 256, centre-crops 224, resizes to 64.
 
-Training order, sharding and resume are those of `image_datasets` (the stream of pipeline p of P is a pure function of
+Training order, sharding and resume are those of `tfds_reading` (the stream of pipeline p of P is a pure function of
 (seed, step); resuming at step k skips the consumed examples undecoded). Example i of the stream has the stateless
 seed e_i = fold_in((seed, p), i) there; here its views are
   mode "views":     view_j = augmentation.view(image, seed_j), (seed_0, ..., seed_{v-1}) = stateless_split(e_i, v)
@@ -18,7 +18,7 @@ import functools
 
 import tensorflow as tf
 
-from goaldriven.tasks import image_datasets
+from goaldriven.tasks import tfds_reading
 from goaldriven.tasks.self_supervised import augment
 
 MODES = ("views", "rotations")
@@ -93,7 +93,7 @@ class ImageNetSSLData:
     def train_dataset(self, *, global_batch_size, input_context, start_step, seed) -> tf.data.Dataset:
         """Endless {"views", "labels", "index"} batches of this input pipeline from `start_step` on."""
         side = self.image_size
-        return image_datasets.tfds_pipeline(
+        return tfds_reading.tfds_pipeline(
             self._builder(),
             split=self.train_split,
             training=True,
@@ -120,7 +120,7 @@ class ImageNetSSLData:
             mean=self.pixel_mean,
             std=self.pixel_std,
         )
-        return image_datasets.tfds_pipeline(
+        return tfds_reading.tfds_pipeline(
             self._builder(),
             split=self.eval_split,
             training=False,
@@ -135,12 +135,12 @@ class ImageNetSSLData:
         )
 
     def num_train_examples(self) -> int:
-        return image_datasets.num_examples(image_datasets.IMAGENET, self.train_split, data_dir=self.data_dir)
+        return tfds_reading.num_examples(tfds_reading.IMAGENET, self.train_split, data_dir=self.data_dir)
 
     def num_eval_examples(self) -> int:
-        return image_datasets.num_examples(image_datasets.IMAGENET, self.eval_split, data_dir=self.data_dir)
+        return tfds_reading.num_examples(tfds_reading.IMAGENET, self.eval_split, data_dir=self.data_dir)
 
     def _builder(self):
-        return image_datasets.tfds_builder(
-            image_datasets.IMAGENET, data_dir=self.data_dir, download=self.download, manual_dir=self.manual_dir
+        return tfds_reading.tfds_builder(
+            tfds_reading.IMAGENET, data_dir=self.data_dir, download=self.download, manual_dir=self.manual_dir
         )

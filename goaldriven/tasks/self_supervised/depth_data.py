@@ -41,8 +41,8 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven import runtime
-from goaldriven.tasks import image_datasets
 from goaldriven.tasks import image_preprocessing as preprocessing
+from goaldriven.tasks import pipeline_math
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIX = "_depth"
@@ -173,12 +173,12 @@ class DepthData:
         ]
         with tf.control_dependencies(checks):  # the checks run before anything combines image and depth
             image, depth = tf.identity(image), tf.identity(depth)
-            top = tf.random.stateless_uniform([], image_datasets.fold_seed(seed, 0), 0, h - crop + 1, tf.int32)
-            left = tf.random.stateless_uniform([], image_datasets.fold_seed(seed, 1), 0, w - crop + 1, tf.int32)
+            top = tf.random.stateless_uniform([], pipeline_math.fold_seed(seed, 0), 0, h - crop + 1, tf.int32)
+            left = tf.random.stateless_uniform([], pipeline_math.fold_seed(seed, 1), 0, w - crop + 1, tf.int32)
         both = tf.concat([image, depth], axis=-1)[top : top + crop, left : left + crop]  # (crop, crop, 4): one window
         both = tf.image.resize(both, [self.image_size, self.image_size], method="bilinear", antialias=True)
         if self.flip:
-            coin = tf.random.stateless_uniform([], image_datasets.fold_seed(seed, 2)) < 0.5
+            coin = tf.random.stateless_uniform([], pipeline_math.fold_seed(seed, 2)) < 0.5
             both = tf.where(coin, tf.reverse(both, axis=[1]), both)
         rgb = preprocessing.normalize(tf.clip_by_value(both[..., :3], 0.0, 1.0), self.pixel_mean, self.pixel_std)
         return {"images": rgb, "depth": both[..., 3:]}
@@ -198,9 +198,9 @@ class DepthData:
             step, j = t // pipeline_batch, t % pipeline_batch
             i = step * global_batch_size + offset + j  # position in the global stream
             epoch, position = i // n, i % n
-            order_seed = image_datasets.fold_seed(image_datasets.fold_seed(base, _ORDER), epoch)
+            order_seed = pipeline_math.fold_seed(pipeline_math.fold_seed(base, _ORDER), epoch)
             index = tf.random.experimental.index_shuffle(position, order_seed, n - 1)
-            augment_seed = image_datasets.fold_seed(image_datasets.fold_seed(base, _AUGMENT), i)
+            augment_seed = pipeline_math.fold_seed(pipeline_math.fold_seed(base, _AUGMENT), i)
             return {**self.example(index, augment_seed), "index": index}
 
         dataset = tf.data.Dataset.range(start_step * pipeline_batch, _LAST_STEP).map(

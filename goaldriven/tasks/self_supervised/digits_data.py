@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from goaldriven import runtime
-from goaldriven.tasks import digits, image_datasets
+from goaldriven.tasks import digits, pipeline_math
 
 _AUGMENT = 1  # (0 is the order's seed stream: digits.stream_indices)
 ROTATIONS = 4
@@ -121,9 +121,9 @@ class DigitsSSLData:
             base_seed = tf.stack([step_seed[0], tf.constant(0, tf.int64)])
             index = digits.stream_indices(step, base_seed, global_batch_size=global_batch_size, num_examples=n)
             images = tf.gather(raw, index)  # (g, s, s, 1)
-            augment_seed = image_datasets.fold_seed(base_seed, _AUGMENT, step)
+            augment_seed = pipeline_math.fold_seed(base_seed, _AUGMENT, step)
             draws = 1 if self.mode == "rotations" else self.num_views
-            views = [self.augment(images, image_datasets.fold_seed(augment_seed, v)) for v in range(draws)]
+            views = [self.augment(images, pipeline_math.fold_seed(augment_seed, v)) for v in range(draws)]
             if self.mode == "rotations":
                 views = [tf.image.rot90(views[0], k) for k in range(ROTATIONS)]
             stacked = tf.stack([digits.normalize(v) for v in views], axis=1)  # (g, v, s, s, 3)
