@@ -33,7 +33,7 @@ setuptools.setup(
         "matplotlib>=3.8",
         "h5py>=3.10",  # neural data and streamed features (goaldriven/neural_fits/; never pickle)
         "tensorboard>=2.20,<2.22",
-        "tensorflow-datasets>=4.9.9,<5",  # ImageNet and CIFAR-10 (tasks/image_datasets.py; imported when they run)
+        "tensorflow-datasets>=4.9.9,<5",  # ImageNet and CIFAR-10 (tasks/tfds_reading.py; imported when they run)
         "importlib_resources>=6",  # TFDS needs it to prepare ImageNet from the tars and does not declare it
         # goaldriven-search (goaldriven/search/): TPE, heartbeats and RetryHeartbeatStaleTrialCallback as checked with
         # 5.1.0 (several hyperopt-compatibility knobs are deprecated and go in 6.0); the PostgreSQL driver for many hosts.

@@ -26,9 +26,6 @@ threadpoolctl.threadpool_limits(1)
 _TESTS_RUN = itertools.count(1)
 _COLLECT_EVERY = 20  # Full garbage collections (0.5-10 s each with TF loaded) every this many tests, not after each.
 
-import ctypes
-_LIBC = ctypes.CDLL("libc.so.6")
-_COLLECT_EVERY = int(os.environ.get("GD_EVERY", _COLLECT_EVERY))
 _CPUS = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_CPUS[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
@@ -55,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if marker in item.keywords:
                 item.add_marker(skip)
-    isolation.isolate(items)
+    isolation.isolate(items, run_slow=config.getoption("--run-slow"))
 
 
 @pytest.fixture(autouse=True)
@@ -70,5 +67,4 @@ def _fresh_keras_state():
     keras.backend.clear_session(free_memory=False)
     if next(_TESTS_RUN) % _COLLECT_EVERY == 0:
         gc.collect()
-        if os.environ.get("GD_TRIM"):
-            _LIBC.malloc_trim(0)
+        isolation.release_free_heap()

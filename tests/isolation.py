@@ -6,10 +6,16 @@ pools), so after a few full-size builds two workers held 11-13 GB each and `--ru
 An isolated test's call phase is a child `python -m pytest <node id>` (its fixtures are set up there, not in the
 worker), so its memory is returned to the system when it ends. The child's verdict becomes the test's: pass, skip
 (with the child's reason) or fail (with the tail of the child's output; a child killed by a signal fails naming it).
-`--memory-log=PATH` appends one JSON line per test: node id, worker, duration, the worker's RSS after the test and
+Under `--run-slow` the tests matching MEMORY_HEAVY are isolated too: those that each left 0.3 GB or more behind in a
+worker (measured with --memory-log on 2026-12-05; full-size deep ResNets, VGG-16 and AlexNet builds, the mouse
+models' training steps, the full-size ConvRNNs' XLA compiles). Isolation costs a child's start-up (about 6 s), so
+the lighter tests stay in the workers, and every 20 tests the workers return freed heap to the system
+(malloc_trim). `--memory-log=PATH` appends one JSON line per test: node id, worker, duration, the worker's RSS after the test and
 its peak RSS so far (Linux /proc), so the tests that need isolation can be found.
 """
 
+import ctypes
+import fnmatch
 import json
 import os
 import re
@@ -20,7 +26,39 @@ import time
 import pytest
 
 CHILD_ENV = "GOALDRIVEN_ISOLATED_CHILD"
+MEMORY_HEAVY = (  # node-id patterns ("*": anything; brackets are literal), isolated under --run-slow
+    "tests/models/test_resnets.py::*resnet34_v*",
+    "tests/models/test_resnets.py::*resnet50_v*",
+    "tests/models/test_resnets.py::*resnet101_v*",
+    "tests/models/test_resnets.py::*resnet152_v*",
+    "tests/tasks/test_mouse_training.py::test_model_trains_under_objective[alexnet_bn-*",
+    "tests/tasks/test_mouse_training.py::test_model_trains_under_objective[streamnet_six-*",
+    "tests/tasks/test_mouse_training.py::test_model_trains_under_objective[streamnet_dual-supervised]",
+    "tests/test_configs.py::*vgg16*",
+    "tests/test_configs.py::*imagenet224__alexnet*",
+    "tests/test_configs.py::*simclr_ch6__alexnet*__ia*",
+    "tests/test_configs_mouse.py::*vgg16*",
+    "tests/test_rule_configs.py::test_experiment_trains_two_steps[imagenet__resnet1*",
+    "tests/models/test_rule_binding.py::*[vgg16]",
+    "tests/models/test_rule_binding.py::*[alexnet_tv]",
+    "tests/models/test_rule_binding.py::*[resnet152_v2]",
+    "tests/tasks/test_imagenet_experiment.py::*",
+    "tests/models/test_convrnn_zoo.py::test_train_step_compiles_with_xla[rgc_intermediate_*",
+    "tests/models/test_convrnn_zoo.py::test_golden_parameter_count[*_intermediate]",
+    "tests/models/test_learning_rules.py::*resnet50_v2*",
+    "tests/models/test_learning_rules.py::*[alexnet]",
+    "tests/importers/test_convrnns.py::test_full_size_release_loads[intersectionrnn_intermediate]",
+)
 _FORWARDED = ("--run-slow", "--run-tpu")
+
+
+def release_free_heap() -> None:
+    """Returns the C heap's free pages to the system (glibc's malloc_trim; a no-op elsewhere): TensorFlow frees
+    tensors to malloc, which keeps them mapped, so a worker's RSS only grows without it."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def add_options(parser) -> None:
@@ -61,11 +99,15 @@ def child_run(item) -> None:
     pytest.fail(f"isolated child exited with code {proc.returncode}:\n{output[-6000:]}", pytrace=False)
 
 
-def isolate(items) -> None:
-    """Routes the call phase of `isolated` items to a child process (not inside a child)."""
+def isolate(items, run_slow: bool) -> None:
+    """Routes the call phase of `isolated` items (and of MEMORY_HEAVY ones under --run-slow) to a child process
+    (not inside a child)."""
     if os.environ.get(CHILD_ENV):
         return
     for item in items:
+        heavy = run_slow and any(fnmatch.fnmatchcase(item.nodeid, p.replace("[", "[[]")) for p in MEMORY_HEAVY)
+        if heavy:
+            item.add_marker(pytest.mark.isolated)
         if "isolated" in item.keywords and isinstance(item, pytest.Function):
             item.setup = lambda: None  # fixtures are set up in the child
             item.runtest = lambda item=item: child_run(item)
