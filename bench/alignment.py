@@ -26,7 +26,8 @@ matmuls, optimizer updates, other) over backprop's total op time: what the rule 
 
 `--profile [RULE ...]` times, for the named rules (none named: the rules missing their target), variants with parts
 of R switched off (R = 0: the custom gradient only; decay only: + the alignment optimizer; real inputs instead of
-noise; no null primitive; plain SGD instead of Adam on B) next to backprop and the full rule, so the differences
+noise; no null primitive; plain SGD instead of Adam on B; R on a quarter of the batch, `batch_fraction=0.25`) next to
+backprop and the full rule, so the differences
 show where the extra time goes. Results of other configurations already in `--out` are kept.
 
 Usage: python bench/alignment.py [--models resnet18_v1 small_resnet8] [--image-size 64] [--batch 16]
@@ -63,12 +64,14 @@ PROFILE_VARIANTS = {
         ("aa R=0 (custom gradient only)", _NO_R),
         ("aa amp only (linear: no b conv)", {"sparse_weight": 0.0}),
         ("aa, SGD on B", _SGD),
+        ("aa, R on 1/4 of the batch", {"batch_fraction": 0.25}),
     ],
     "wm": [
         ("wm R=0 (custom gradient only)", _NO_R),
         ("wm decay only", {"amp_weight": 0.0}),
         ("wm on real inputs (f reused, no noise)", {"input_noise": None}),
         ("wm, SGD on B", _SGD),
+        ("wm, R on 1/4 of the batch", {"batch_fraction": 0.25}),
     ],
     "ia": [
         ("ia R=0 (custom gradient only)", _NO_R),
@@ -76,6 +79,7 @@ PROFILE_VARIANTS = {
         ("ia without null (no reconstruction)", {"null_weight": 0.0}),
         ("ia on real inputs (f reused, no noise)", {"input_noise": None}),
         ("ia, SGD on B", _SGD),
+        ("ia, R on 1/4 of the batch", {"batch_fraction": 0.25}),
     ],
 }
 

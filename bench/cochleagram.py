@@ -11,7 +11,7 @@ call; not counting that favours the reference). The issue's target: TF clips/s >
 import os
 import sys
 
-# Run as a script, bench/ would be sys.path[0], and bench/ssl.py would shadow the standard library's ssl.
+# Run as a script, bench/ would be sys.path[0] (a script named like a standard module would shadow it).
 sys.path[:1] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 
 import json  # noqa: E402

@@ -14,7 +14,11 @@ Measures, in one run and on this machine:
 Every configuration runs in its own subprocess so memory figures and dtype policies do not mix. XLA is off: on CPU
 TensorFlow's oneDNN kernels are faster than XLA's (bfloat16 convs run at about half speed under XLA here).
 
+`--parts profile` profiles one rgc_intermediate mixed_bfloat16 step per size and batch (`--profile-batches`) and
+prints where its op time goes (convolutions by pass, matmuls, optimizer, the rest; the largest op types).
+
 Usage: python bench/convrnn.py [--out bench/results/convrnn.json] [--steps 3] [--batch 8] [--quick]
+       [--parts throughput memory profile] [--profile-batches 8 32]
 """
 
 import argparse
@@ -123,11 +127,15 @@ class _SyntheticImages:
         return tf.reduce_mean(loss), {}
 
 
-def step(name: str, image_size: int, precision: str, batch: int, steps: int, times: int, remat: int) -> dict:
-    """Times the loop's train step of one model; returns seconds, images/s, FLOPs and peak memory."""
+def step(
+    name: str, image_size: int, precision: str, batch: int, steps: int, times: int, remat: int, profile: bool = False
+) -> dict:
+    """Times the loop's train step of one model; returns seconds, images/s, FLOPs and peak memory (and, with
+    `profile`, where one step's op time goes: step_timing.op_profile)."""
     import keras  # pylint: disable=g-import-not-at-top
     import tensorflow as tf
 
+    from goaldriven import fused_optimizers
     from goaldriven.models import convrnn_zoo
 
     tf.config.threading.set_inter_op_parallelism_threads(1)  # 2 cores: concurrent convs only contend
@@ -139,15 +147,17 @@ def step(name: str, image_size: int, precision: str, batch: int, steps: int, tim
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         model = task.build_model()
-        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+        optimizer = fused_optimizers.SGD(0.01, momentum=0.9)
         optimizer.build(model.trainable_variables)
-    _, seconds, memory = step_timing.time_train_steps(
+    run_one_step, seconds, memory = step_timing.time_train_steps(
         task, model, optimizer, strategy, global_batch_size=batch, steps=steps
     )
     images = tf.zeros([batch, image_size, image_size, 3])
     flops = 3 * forward_flops(model, images)
     median = statistics.median(seconds)
+    extra = {"op_profile": step_timing.op_profile(run_one_step, top=12)} if profile else {}
     return {
+        **extra,
         "model": name,
         "image_size": image_size,
         "precision": precision,
@@ -176,9 +186,12 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=["throughput", "memory"],
+        choices=["throughput", "memory", "profile"],
         default=["throughput", "memory"],
         help="what to measure; a part not measured keeps its figures from an existing --out file",
+    )
+    parser.add_argument(
+        "--profile-batches", type=int, nargs="+", default=[8, 32], help="global batches of the profile part"
     )
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,17 +200,18 @@ def main() -> None:
         if kind == "peak":
             print(json.dumps(peak(rest[0])))
         else:
-            name, size, precision, batch, times, remat = rest
-            print(json.dumps(step(name, int(size), precision, int(batch), args.steps, int(times), int(remat))))
+            name, size, precision, batch, times, remat, profile = rest
+            out = step(name, int(size), precision, int(batch), args.steps, int(times), int(remat), profile == "1")
+            print(json.dumps(out))
         return
     if args.quick:
         args.sizes, args.steps = [64], 1
     me = os.path.abspath(__file__)
 
-    def run(name, size, precision, batch, times=0, remat=0):
+    def run(name, size, precision, batch, times=0, remat=0, profile=False):
         out = step_timing.run_worker(
             [me, "--steps", str(args.steps), "--worker", "step", name, str(size), precision, str(batch), str(times),
-             str(int(remat))]
+             str(int(remat)), str(int(profile))]
         )  # fmt: skip
         print(
             f"{name:18s} {size:4d}px {precision:15s} T={out['times']:2d} remat={remat} b={batch}: "
@@ -207,8 +221,8 @@ def main() -> None:
         )
         return out
 
-    result = {"peaks": {}, "throughput": [], "memory": []}
-    if os.path.exists(args.out) and set(args.parts) != {"throughput", "memory"}:
+    result = {"peaks": {}, "throughput": [], "memory": [], "profile": []}
+    if os.path.exists(args.out) and set(args.parts) != {"throughput", "memory", "profile"}:
         with open(args.out) as f:
             result = json.load(f)
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()}
@@ -245,8 +259,27 @@ def main() -> None:
             f"26 steps + remat {mem[(26, 1)]:.0f} MB (segments of 2: {mem[(26, 2)]:.0f} MB) vs 17 steps without "
             f"{mem[(17, 0)]:.0f} MB (target met: {result['remat_target_met']})"
         )
+    if "profile" in args.parts:
+        result["profile"] = [
+            _profile_row(run("rgc_intermediate", size, "mixed_bfloat16", batch, profile=True), result["peaks"])
+            for size in args.sizes
+            for batch in args.profile_batches
+        ]
     atomic_write.write_json(args.out, result)
     print(f"wrote {args.out}")
+
+
+def _profile_row(out: dict, peaks: dict) -> dict:
+    """Prints where a profiled step's op time goes (share of op time by kind, the top op types) and its fraction
+    of the bfloat16 peak; returns the entry with that fraction."""
+    prof, peak_gflops = out["op_profile"], peaks.get("mixed_bfloat16", {}).get("peak_gflops")
+    if peak_gflops:
+        out["fraction_of_peak"] = out["achieved_gflops"] / peak_gflops
+    total = prof["op_seconds"]
+    kinds = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(prof["kind_seconds"].items(), key=lambda kv: -kv[1]))
+    print(f"  op time {total:.2f} s of a {out['step_seconds']:.2f} s step: {kinds}", flush=True)
+    print("  top ops: " + ", ".join(f"{k} {v:.2f} s" for k, v in prof["top_ops"].items()), flush=True)
+    return out
 
 
 if __name__ == "__main__":

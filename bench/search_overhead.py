@@ -23,8 +23,8 @@ Usage: python bench/search_overhead.py [--storage URL] [--overhead-trials 60] [-
 import os
 import sys
 
-# `python bench/search_overhead.py` puts bench/ first on sys.path, where bench/ssl.py would shadow the standard
-# library's ssl (imported by optuna through tqdm/asyncio): look modules up from the repository root instead.
+# `python bench/search_overhead.py` puts bench/ first on sys.path, where a script named like a standard module would
+# shadow it (bench/ssl.py did, until renamed ssl_step.py): look modules up from the repository root instead.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [os.path.dirname(_HERE)]
 

@@ -1,10 +1,10 @@
-"""Baseline for bench/ssl.py: the SimCLR training step in PyTorch, ResNet-18 at 64 px, written here.
+"""Baseline for bench/ssl_step.py: the SimCLR training step in PyTorch, ResNet-18 at 64 px, written here.
 
 The model is the torchvision ResNet-18 layout (conv 7x7/2 + BN + ReLU + max-pool 3x3/2, four stages of two basic blocks,
 widths 64-512, stride 2 and a 1x1 conv + BN projection in the first block of stages 2-4, global average pool), the
 head Linear(512, 2048) -> BatchNorm1d -> ReLU -> Linear(2048, 128), NT-Xent (t = 0.1, the mean over the 2N anchors)
 on the two views concatenated in one forward pass, SGD with momentum 0.9: the same model, loss and optimizer as
-goaldriven's step in bench/ssl.py. Data: one fixed random batch, outside the timed region.
+goaldriven's step in bench/ssl_step.py. Data: one fixed random batch, outside the timed region.
 
 Usage: python bench/torch_ssl_reference.py --batch 256 --steps 5 [--bf16]   (prints one JSON line)
 """

@@ -34,6 +34,11 @@ def _independent(initializer):
     return type(initializer).from_config(config)
 
 
+def _batch_of(y: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+    """The shape of `inputs` with y's batch size: a reconstruction's shape when R runs on part of the batch."""
+    return tf.concat([tf.shape(y)[:1], tf.shape(inputs)[1:]], axis=0)
+
+
 class _AlignedMixin:
     """Shared rule handling: argument checks, B creation, the R hook and the config."""
 
@@ -181,7 +186,9 @@ class AlignedConv2D(_AlignedMixin, keras.layers.Conv2D):
             w=w,
             b=ops.cast(self.backward_kernel, self.compute_dtype),
             project=lambda x, k: tf.nn.conv2d(x, k, args["strides"], args["padding"], dilations=dilations),
-            reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, tf.shape(inputs), dilations=dilations, **args),
+            reconstruct=lambda y, k: aligned_ops.conv2d_transpose(
+                y, k, _batch_of(y, inputs), dilations=dilations, **args
+            ),
             kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, w.shape, dilations=dilations, **args),
         )
 
@@ -232,7 +239,7 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
             bias=None,
             project=lambda x, k: tf.nn.depthwise_conv2d(x, k, strides, padding),
             reconstruct=lambda y, k: aligned_ops.depthwise_conv2d_transpose(
-                y, k, tf.shape(inputs), self.strides, padding
+                y, k, _batch_of(y, inputs), self.strides, padding
             ),
             forward_output=mid,
             kernel_adjoint=lambda x, y: tf.nn.depthwise_conv2d_backprop_filter(x, wd.shape, y, strides, padding),
@@ -245,7 +252,7 @@ class AlignedSeparableConv2D(_AlignedMixin, keras.layers.SeparableConv2D):
             w=wp,
             b=ops.cast(self.pointwise_backward_kernel, self.compute_dtype),
             project=lambda x, k: tf.nn.conv2d(x, k, 1, "VALID"),
-            reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, tf.shape(mid), 1, "VALID"),
+            reconstruct=lambda y, k: aligned_ops.conv2d_transpose(y, k, _batch_of(y, mid), 1, "VALID"),
             kernel_adjoint=lambda x, y: aligned_ops.conv2d_kernel_gradient(x, y, wp.shape, 1, "VALID"),
         )
 

@@ -67,6 +67,9 @@ class LearningRule:
       update_forward: let R's gradient reach W as well (the reference code's option; off in every thesis run).
       half: use the thesis' 1/2 on decay, null and sparse (default: the reference code's convention).
       fo_bias ... bi_fwl2n: the alignment-path operations of the TPE searches (module docstring, spec 7.2).
+      batch_fraction: R is computed on the first ceil(fraction x n) examples of the batch (noise rules: that many
+        noise samples) instead of all n. R is a batch mean, so the estimate stays unbiased and only its variance
+        grows; its convolutions shrink in proportion. 1.0 (every thesis run) computes R on the whole batch.
     """
 
     amp_weight: float = 0.0
@@ -91,6 +94,7 @@ class LearningRule:
     bi_bwmc: bool = False
     bi_fwmc: bool = False
     bi_fwl2n: bool = False
+    batch_fraction: float = 1.0
 
     name = "rule"
     uses_backward_kernel = True
@@ -104,6 +108,8 @@ class LearningRule:
             raise ValueError(f"input_noise must be one of {INPUT_NOISE}. Received: {self.input_noise!r}")
         if not self.sigma > 0:
             raise ValueError(f"sigma (the noise inputs' std) must be > 0. Received: {self.sigma}")
+        if not 0.0 < self.batch_fraction <= 1.0:
+            raise ValueError(f"batch_fraction must be in (0, 1] (1: the whole batch). Received: {self.batch_fraction}")
 
     @property
     def has_alignment_loss(self) -> bool:
@@ -143,6 +149,10 @@ class LearningRule:
         if not self.has_alignment_loss:
             return tf.constant(0.0)
         x = tf.stop_gradient(x)
+        subsampled = self.batch_fraction < 1.0
+        if subsampled:
+            n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+            x = x[: tf.maximum(1, tf.cast(tf.math.ceil(self.batch_fraction * tf.cast(n, tf.float32)), tf.int32))]
         w = w if self.update_forward else tf.stop_gradient(w)
         bias = None if bias is None else tf.stop_gradient(bias)
         dtype = x.dtype
@@ -173,6 +183,7 @@ class LearningRule:
             reuse = (
                 forward_output is not None
                 and not noise
+                and not subsampled
                 and not (self.bi_fwl2n or self.bi_fwmc)
                 and (bias is None or self.fo_bias)
                 and not self.update_forward

@@ -8,7 +8,7 @@
 The bank (N x 128 unit vectors, N = training examples) lives in `MemoryBank`, a loop hook: one variable replicated on
 every replica (ONLY_FIRST_REPLICA aggregation, the same pattern as the MoCo queue: every replica gathers the global
 batch's (index, z) and writes the same rows, so the copies never diverge) and checkpointed with the run. Full
-ImageNet: 1,281,167 x 128 float32 = 656 MB per replica (bench/ssl.py measures it). Initial entries: random unit
+ImageNet: 1,281,167 x 128 float32 = 656 MB per replica (bench/ssl_step.py measures it). Initial entries: random unit
 vectors (stateless, from the run seed).
 
 Decisions: by default the m negatives are drawn uniformly (with replacement) from the whole bank once per step and

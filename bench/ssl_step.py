@@ -9,9 +9,9 @@ the loop's own compiled step `tasks.train_step.build_train_loop`, median of --st
   memory  MoCo v2 (queue 65,536 x 128) and instance recognition (bank 1,281,167 x 128, 4096 negatives) steps with and
           without their hook's write, the write alone, and the bank's memory (bytes and RSS growth on creation).
           Target: write < 5% of the step.
-Writes bench/results/ssl.json.
+Writes bench/results/ssl_step.json.
 
-Usage: python bench/ssl.py [--batch 256] [--steps 5] [--parts simclr,lars,memory] [--output ...]
+Usage: python bench/ssl_step.py [--batch 256] [--steps 5] [--parts simclr,lars,memory] [--output ...]
 """
 
 import argparse
@@ -102,7 +102,7 @@ def part_simclr(args) -> dict:
             print(f"simclr ours {precision} jit={jit}: {median:.3f} s/step", flush=True)
     keras.mixed_precision.set_global_policy("float32")
     for bf16 in (False, True):
-        # -P: bench/ (this file is bench/ssl.py) must not shadow the standard library's ssl module in the child.
+        # -P: bench/ stays off the child's sys.path (only PyTorch and the reference script are needed there).
         command = [sys.executable, "-P", os.path.join(HERE, "torch_ssl_reference.py"), "--batch", str(args.batch),
                    "--size", str(args.size), "--steps", str(args.steps)] + (["--bf16"] if bf16 else [])  # fmt: skip
         proc = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -214,7 +214,7 @@ def main():
     parser.add_argument(
         "--xla", action="store_true", help="also time the SimCLR step under XLA (on this CPU: 32 s/step, 12x slower)"
     )
-    parser.add_argument("--output", default=os.path.join(HERE, "results", "ssl.json"))
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "ssl_step.json"))
     args = parser.parse_args()
     report = {
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor(), "tensorflow": tf.__version__,
