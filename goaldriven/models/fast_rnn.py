@@ -46,6 +46,15 @@ def _backprop_activation(grad, output, activation):
     return grad
 
 
+def _checked_steps(drive: tf.Tensor, activation: str, name: str) -> int:
+    """The static number of time steps of a (t, ...) drive, after checking the activation."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}.")
+    if drive.shape[0] is None:
+        raise ValueError(f"{name} needs a static number of time steps (use fixed-length sequences).")
+    return drive.shape[0]
+
+
 def materialized_transpose(x: tf.Tensor) -> tf.Tensor:
     """Transpose of a 2-D tensor that Grappler cannot fold into a consuming MatMul (see module docstring)."""
     rows, cols = tf.shape(x)[0], tf.shape(x)[1]
@@ -66,11 +75,7 @@ def simple_rnn_sequence(
     Returns:
       (t, b, n) states h_1..h_T.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}.")
-    steps = drive.shape[0]
-    if steps is None:
-        raise ValueError("simple_rnn_sequence needs a static number of time steps (use fixed-length sequences).")
+    steps = _checked_steps(drive, activation, "simple_rnn_sequence")
 
     @tf.custom_gradient
     def sequence(h0, drive, kernel):
@@ -118,11 +123,7 @@ def ugrnn_sequence(
     Returns:
       (t, b, n) states h_1..h_T.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}; received {activation!r}.")
-    steps = drive.shape[0]
-    if steps is None:
-        raise ValueError("ugrnn_sequence needs a static number of time steps (use fixed-length sequences).")
+    steps = _checked_steps(drive, activation, "ugrnn_sequence")
 
     @tf.custom_gradient
     def sequence(h0, drive, kernel):
