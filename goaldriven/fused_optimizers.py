@@ -14,8 +14,7 @@ compute the same equations in one pass (also under XLA and in a tf.distribute up
 
 SGD's results equal Keras' to float32 rounding. Adam's equal the equations above to float32 rounding; Keras' own
 differ from them by about 1e-5 relative (it forms 1 - b2 in double but b2^t in float32, and 1 - 0.999f =
-0.00099998713). Keras' own update
-runs where the fused ops do not apply: amsgrad, and sparse (IndexedSlices) gradients. The gin task and rule files
+0.00099998713). Keras' own update runs where the fused ops do not apply: amsgrad, and sparse (IndexedSlices) gradients. The gin task and rule files
 bind these classes (`@fused_optimizers.SGD`); `@keras.optimizers.SGD` in a user's file still works, unfused.
 """
 

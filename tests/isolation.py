@@ -118,7 +118,7 @@ class MemoryLog:
     """Per-test JSON lines (module docstring)."""
 
     def __init__(self, path: str):
-        self.path, self.began = path, {}
+        self.path = path
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):

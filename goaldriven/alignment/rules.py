@@ -151,8 +151,8 @@ class LearningRule:
         x = tf.stop_gradient(x)
         subsampled = self.batch_fraction < 1.0
         if subsampled:
-            n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
-            x = x[: tf.maximum(1, tf.cast(tf.math.ceil(self.batch_fraction * tf.cast(n, tf.float32)), tf.int32))]
+            n = tf.cast(tf.shape(x)[0], tf.float32)  # static under XLA and drop_remainder
+            x = x[: tf.maximum(1, tf.cast(tf.math.ceil(self.batch_fraction * n), tf.int32))]
         w = w if self.update_forward else tf.stop_gradient(w)
         bias = None if bias is None else tf.stop_gradient(bias)
         dtype = x.dtype
